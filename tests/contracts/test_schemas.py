@@ -1,0 +1,241 @@
+"""Every contract schema accepts its valid examples and refuses invalid ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from contracts import problems, schemas
+from contracts.errors import error_envelope
+from contracts.openapi import bundled_schema, openapi_document
+from tests.conftest import CID, DIGEST, payload
+
+ENTRY = {"path": "/artifacts/o/e/outputs/a.txt", "cid": CID, "size_bytes": 3, "mime": "text/plain"}
+SUCCESS = {
+    "status": "success",
+    "execution_id": "e-1",
+    "outputs": [ENTRY],
+    "index_path": "/artifacts/o/e/outputs.json",
+    "meta": {"image_digest": DIGEST, "env_fingerprint": "cpu=1", "duration_ms": 12},
+}
+ERROR = error_envelope(
+    "ERR_INPUTS",
+    "inputs.params: fails required",
+    execution_id="e-1",
+    image_digest=DIGEST,
+    env_fingerprint="cpu=1",
+)
+RECEIPT = {
+    "execution_id": "e-1",
+    "processor_ref": "llm/litellm@1",
+    "image_digest": DIGEST,
+    "env_fingerprint": "cpu=1",
+    "mode": "mock",
+    "inputs_hash": CID,
+    "hash_schema": "blake3:canonical-json@1",
+    "outputs_index": "/artifacts/o/e/outputs.json",
+    "output_cids": [CID],
+    "processor_info": "x",
+    "usage": {},
+    "timestamp_utc": "2026-01-02T03:04:05.678Z",
+    "duration_ms": 4,
+}
+DETERMINISM = {
+    "execution_id": "e-1",
+    "processor_ref": "llm/litellm@1",
+    "image_digest": DIGEST,
+    "env_fingerprint": "cpu=1",
+    "inputs_hash": CID,
+    "memo_key": CID,
+    "seed": 7,
+    "output_cids": [CID],
+}
+REGISTRY = {
+    "ref": "llm/litellm@1",
+    "image": {"platforms": {"amd64": f"ghcr.io/o/r/llm@{DIGEST}"}, "default_platform": "amd64"},
+    "build": {"context": ".", "dockerfile": "Dockerfile", "port": 8000},
+    "runtime": {"cpu": "1", "memory_gb": 2, "timeout_s": 600, "gpu": None},
+    "secrets": {"required": ["OPENAI_API_KEY"], "optional": []},
+    "inputs": {"type": "object"},
+    "outputs": [
+        {"path": "text/response.txt", "mime": "text/plain", "description": "Main response"}
+    ],
+}
+
+
+def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``a.b.0.c`` set to ``value`` (deleted when it is DEL)."""
+    out = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node: Any = out
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    key: Any = int(last) if isinstance(node, list) else last
+    if value is DEL:
+        del node[key]
+    else:
+        node[key] = value
+    return out
+
+
+DEL = object()
+
+VALID = [
+    ("payload", payload()),
+    ("payload", changed(payload(), "meta", DEL)),
+    ("output_entry", ENTRY),
+    ("outputs_index", {"outputs": [ENTRY]}),
+    ("outputs_index", {"outputs": []}),
+    ("envelope_success", SUCCESS),
+    ("envelope_error", ERROR),
+    ("envelope_error", changed(ERROR, "execution_id", "")),
+    ("envelope_error", changed(changed(ERROR, "meta.image_digest", ""), "meta.logs_tail", ["a"])),
+    ("envelope", SUCCESS),
+    ("envelope", ERROR),
+    ("receipt", RECEIPT),
+    ("determinism", DETERMINISM),
+    ("sse_event", {"event": "token", "data": {"text": "hi"}}),
+    ("sse_event", {"event": "done", "data": SUCCESS}),
+    ("log_line", {"ts": "t", "level": "warn", "event": "http.run.start", "service": "s", "x": 1}),
+    ("registry", REGISTRY),
+    ("registry", changed(REGISTRY, "image.platforms", {})),
+]
+
+INVALID = [
+    ("payload", changed(payload(), "schema", "v2"), "schema"),
+    ("payload", changed(payload(), "execution_id", DEL), "execution_id"),
+    ("payload", changed(payload(), "execution_id", "a/b"), "execution_id"),
+    ("payload", changed(payload(), "ref", "LLM/x@1"), "ref"),
+    ("payload", changed(payload(), "ref", "llm/x@0"), "ref"),
+    ("payload", changed(payload(), "mode", "smoke"), "mode"),
+    ("payload", changed(payload(), "inputs", []), "inputs"),
+    ("payload", changed(payload(), "write_prefix", 3), "write_prefix"),
+    ("payload", changed(payload(), "extra", 1), "extra"),
+    ("output_entry", changed(ENTRY, "cid", "b3:xyz"), "cid"),
+    ("output_entry", changed(ENTRY, "path", "/plan/a"), "path"),
+    ("output_entry", changed(ENTRY, "size_bytes", -1), "size_bytes"),
+    ("output_entry", changed(ENTRY, "mime", "text"), "mime"),
+    ("outputs_index", {"outputs": [ENTRY], "receipt": {}}, "receipt"),
+    ("envelope_success", changed(SUCCESS, "meta.image_digest", DEL), "image_digest"),
+    ("envelope_success", changed(SUCCESS, "meta.duration_ms", 1.5), "duration_ms"),
+    ("envelope_success", changed(SUCCESS, "index_path", DEL), "index_path"),
+    ("envelope_error", changed(ERROR, "error.code", "ERR_NOPE"), "code"),
+    ("envelope_error", changed(ERROR, "meta.image_digest", DEL), "image_digest"),
+    ("envelope_error", changed(ERROR, "meta.image_digest", "sha256:short"), "image_digest"),
+    ("envelope_error", changed(ERROR, "error.message", ""), "message"),
+    ("envelope", {"status": "success"}, "not valid under any"),
+    ("receipt", changed(RECEIPT, "processor_info", {"a": 1}), "processor_info"),
+    ("receipt", changed(RECEIPT, "timestamp_utc", "yesterday"), "timestamp_utc"),
+    ("receipt", changed(RECEIPT, "output_cids", DEL), "output_cids"),
+    ("determinism", changed(DETERMINISM, "memo_key", "x"), "memo_key"),
+    ("determinism", changed(DETERMINISM, "seed", -1), "seed"),
+    ("sse_event", {"event": "settle", "data": SUCCESS}, "not valid under any"),
+    ("sse_event", {"event": "done", "data": {"status": "maybe"}}, "not valid under any"),
+    ("log_line", {"ts": "t", "level": "warning", "event": "e", "service": "s"}, "level"),
+    ("log_line", {"level": "info", "event": "e", "service": "s"}, "ts"),
+    ("registry", changed(REGISTRY, "image.platforms.amd64", "ghcr.io/o/r/llm:latest"), "amd64"),
+    ("registry", changed(REGISTRY, "runtime.cpu", 1), "cpu"),
+    ("registry", changed(REGISTRY, "secrets.required", ["lower"]), "required"),
+    ("registry", changed(REGISTRY, "outputs.0.path", "../escape"), "path"),
+    ("registry", changed(REGISTRY, "outputs.0.path", "/abs"), "path"),
+    ("registry", changed(REGISTRY, "colour", "blue"), "colour"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "instance"), VALID, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VALID)]
+)
+def test_valid_examples_validate(name: str, instance: Any) -> None:
+    assert problems(name, instance) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "instance", "field"),
+    INVALID,
+    ids=[f"{n}-{f}-{i}" for i, (n, _, f) in enumerate(INVALID)],
+)
+def test_invalid_examples_fail_naming_the_field(name: str, instance: Any, field: str) -> None:
+    found = problems(name, instance)
+    assert found, f"{name} accepted an invalid instance"
+    assert any(field in line for line in found), found
+
+
+def test_every_schema_is_a_valid_draft7_schema_and_has_examples() -> None:
+    for name in schemas.SCHEMA_NAMES:
+        assert schemas.check_draft7_schema(schemas.load_schema(name)) == [], name
+    exercised = {n for n, _ in VALID} | {n for n, _, _ in INVALID}
+    assert exercised == set(schemas.SCHEMA_NAMES) - {"defs"}
+
+
+def test_messages_never_quote_the_failing_value() -> None:
+    errors = list(
+        schemas.validator("payload").iter_errors(changed(payload(), "execution_id", "sk-secret/x"))
+    )
+    assert "sk-secret" not in schemas.first_problem(errors)
+    assert schemas.first_problem(errors).startswith("execution_id: fails pattern")
+
+
+def test_openapi_document_bundles_the_contract_without_cross_file_refs() -> None:
+    document = openapi_document(
+        title="t", version="1", inputs_schema={"type": "object", "required": ["x"]}
+    )
+    assert set(document["paths"]) == {"/healthz", "/run", "/run-stream"}
+    text = json.dumps(document)
+    assert ".json" not in text, "a cross-file $ref survived bundling"
+    body = document["paths"]["/run"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["inputs"] == {"type": "object", "required": ["x"]}
+    assert {"200", "400", "403", "413", "415", "500", "502", "504"} <= set(
+        document["paths"]["/run"]["post"]["responses"]
+    )
+    assert bundled_schema("envelope")["oneOf"][0]["properties"]["status"] == {"const": "success"}
+
+
+# -- the examples in SPEC.md ---------------------------------------------------
+
+# SPEC.md's examples use "…" placeholders; each is replaced by a value of its kind.
+PLACEHOLDERS = [
+    (r'"<repo>@sha256:<64 hex>"', f'"ghcr.io/o/r@{DIGEST}"'),
+    (r"\{<JSON Schema draft-07 for the payload's inputs>\}", '{"type": "object"}'),
+    (r'"sha256:…"', f'"{DIGEST}"'),
+    (r'"b3:<64 lowercase hex>"', f'"{CID}"'),
+    (r'"<world path>"', '"/artifacts/outputs/demo/e-1/outputs/text/response.txt"'),
+    (r'"<type>"', '"text/plain"'),
+    (r"<int>", "5"),
+    (r'"P/outputs.json"', '"/artifacts/outputs/demo/e-1/outputs.json"'),
+    (r'"ERR_…"', '"ERR_INPUTS"'),
+    (r'"… or empty when unknown"', '"e-1"'),
+    (r'"e-…"', '"e-1"'),
+    (r"\{…\}", "{}"),
+    (r"\[entry, …\]", "[]"),
+    (r'"…"', '"e-1"'),
+]
+
+
+def spec_examples(spec_md: str, language: str) -> list[str]:
+    blocks = re.findall(rf"```{language}\n(.*?)```", spec_md, flags=re.S)
+    out = []
+    for block in blocks:
+        for pattern, value in PLACEHOLDERS:
+            block = re.sub(pattern, value, block)
+        out.append(block)
+    return out
+
+
+def test_spec_json_examples_validate(spec_md: str) -> None:
+    examples = [json.loads(b) for b in spec_examples(spec_md, "json")]
+    kinds = {"payload": 0, "envelope_success": 0, "envelope_error": 0}
+    for example in examples:
+        name = "payload" if "write_prefix" in example else f"envelope_{example['status']}"
+        assert problems(name, example) == [], (name, example)
+        kinds[name] += 1
+    assert all(kinds.values()), kinds
+
+
+def test_spec_registry_example_validates(spec_md: str) -> None:
+    (block,) = spec_examples(spec_md, "yaml")
+    assert problems("registry", yaml.safe_load(block)) == []
