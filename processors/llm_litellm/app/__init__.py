@@ -1,0 +1,1 @@
+"""llm/litellm@1: chat completion through LiteLLM."""

@@ -1,0 +1,1 @@
+"""replicate/generic@1: any Replicate model, through the replicate SDK."""

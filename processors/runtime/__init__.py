@@ -1,0 +1,33 @@
+"""The runtime every processor image carries (no Django, no pytest).
+
+A processor is a handler ``handle(ctx: RunContext) -> Result`` plus one line in
+``app/http.py``::
+
+    app = create_app(handle, registry_path=REGISTRY)
+
+The runtime does the rest of the contract: validation, envelopes, statuses,
+confinement to the write prefix, atomic outputs, index and receipts, NDJSON
+logs with redaction, timeouts and the CI-safety refusal.
+"""
+
+from processors.runtime.api import (
+    Emit,
+    Handler,
+    Output,
+    ProviderError,
+    Result,
+    RunCancelled,
+    RunContext,
+)
+from processors.runtime.app import create_app
+
+__all__ = [
+    "Emit",
+    "Handler",
+    "Output",
+    "ProviderError",
+    "Result",
+    "RunCancelled",
+    "RunContext",
+    "create_app",
+]

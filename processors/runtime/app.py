@@ -1,0 +1,468 @@
+"""The FastAPI app every processor serves: /healthz, /run, /run-stream and /openapi.json.
+
+A processor's ``app/http.py`` is one line::
+
+    app = create_app(handle, registry_path=Path(__file__).parent.parent / "registry.yaml")
+
+Everything of the contract that is not the handler's own work lives here:
+payload and inputs validation, canonical error envelopes with the statuses of
+SPEC.md, write-prefix confinement, atomic outputs and receipts, logs, timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, format_sse_event
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts import schemas
+from contracts.errors import ContractError, ErrorCode, error_envelope
+from contracts.hashing import HASH_SCHEMA, inputs_hash, memo_key, seed_for
+from contracts.modes import Mode, resolve_mode
+from contracts.openapi import openapi_document
+from contracts.worldpath import expand_write_prefix, validate_execution_id
+from processors.runtime.api import Handler, ProviderError, Result, RunCancelled, RunContext
+from processors.runtime.config import ProcessorConfig
+from processors.runtime.logs import NdjsonLogger, take_over_process_output, utc_timestamp
+from processors.runtime.world import World, output_world_path, plan_run_files
+
+STREAM_EVENTS = frozenset({"progress", "log", "token"})
+#: Handler threads. A timed-out handler keeps its thread until it notices, so
+#: leave room beyond the CPU count.
+HANDLER_THREADS = 32
+
+
+@dataclass(frozen=True)
+class ValidRun:
+    execution_id: str
+    trace_id: str
+    mode: Mode
+    prefix: str
+    inputs: dict[str, Any]
+    fault: str | None
+
+
+class Processor:
+    """One processor's request handling, independent of the web framework around it."""
+
+    def __init__(self, handler: Handler, config: ProcessorConfig, log_stream: TextIO | None = None):
+        self.handler = handler
+        self.config = config
+        self.logger = NdjsonLogger(config.ref, stream=log_stream, redactor=config.redactor)
+        self.world = World(config.artifacts_root)
+        self.executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="handler")
+        self.inputs_validator = schemas.inputs_validator(config.inputs_schema)
+
+    # -- envelopes ---------------------------------------------------------
+
+    def error(self, exc: ContractError, execution_id: str = "") -> tuple[int, dict[str, Any]]:
+        envelope = error_envelope(
+            exc.code,
+            exc.message,
+            execution_id=execution_id,
+            image_digest=self.config.image_digest,
+            env_fingerprint=self.config.env_fingerprint,
+        )
+        return exc.status, envelope
+
+    def encode(self, envelope: Mapping[str, Any]) -> str:
+        """Envelope JSON with every secret value redacted."""
+        return self.config.redactor.text(json.dumps(self.config.redactor.obj(envelope)))
+
+    # -- validation --------------------------------------------------------
+
+    def validate(self, payload: dict[str, Any]) -> ValidRun:
+        """SPEC order: payload shape, mode, CI safety, execution id, prefix, inputs, secrets."""
+        errors = list(schemas.validator("payload").iter_errors(payload))
+        shape = [e for e in errors if list(e.absolute_path)[:1] != ["mode"]]
+        if shape:
+            raise ContractError(ErrorCode.ERR_PAYLOAD, schemas.first_problem(shape))
+        if errors:
+            raise ContractError(ErrorCode.ERR_MODE, "mode must be 'mock' or 'real'")
+        if payload["ref"] != self.config.ref:
+            raise ContractError(ErrorCode.ERR_PAYLOAD, f"ref must be {self.config.ref}")
+        mode = resolve_mode(payload["mode"], self.config.environ)
+        execution_id = validate_execution_id(payload["execution_id"])
+        prefix = expand_write_prefix(payload["write_prefix"], execution_id)
+        inputs_errors = list(self.inputs_validator.iter_errors(payload["inputs"]))
+        if inputs_errors:
+            raise ContractError(
+                ErrorCode.ERR_INPUTS, schemas.first_problem(inputs_errors, "inputs")
+            )
+        if mode is Mode.REAL:
+            missing = [
+                n for n in self.config.secrets_required if n not in self.config.secrets_present
+            ]
+            if missing:
+                raise ContractError(
+                    ErrorCode.ERR_MISSING_SECRET,
+                    f"required secret(s) not set: {', '.join(missing)}",
+                )
+        meta = payload.get("meta") or {}
+        fault = meta.get("fault") if self.config.fault_injection else None
+        trace_id = meta.get("trace_id") or execution_id
+        return ValidRun(execution_id, trace_id, mode, prefix, payload["inputs"], fault)
+
+    # -- running -----------------------------------------------------------
+
+    async def execute(
+        self,
+        payload: dict[str, Any] | ContractError,
+        emit: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Validate and run one payload; always returns ``(http_status, envelope)``."""
+        started = time.monotonic()
+        ids = _ids_of(payload)
+        self.logger.log("http.run.start", ref=self.config.ref, **ids)
+        try:
+            if isinstance(payload, ContractError):
+                raise payload
+            run = self.validate(payload)
+        except ContractError as exc:
+            return self._settle(started, ids, *self.error(exc, _valid_id(ids["execution_id"])), exc)
+        ids = {"execution_id": run.execution_id, "trace_id": run.trace_id}
+        cancelled = threading.Event()
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(
+            self.executor, self._run_and_write, run, emit, cancelled, started
+        )
+        try:
+            envelope = await asyncio.wait_for(job, timeout=self.config.timeout_s)
+        except TimeoutError:
+            cancelled.set()
+            exc = ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
+            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+        except (ContractError, RunCancelled) as raised:
+            exc = (
+                raised
+                if isinstance(raised, ContractError)
+                else ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
+            )
+            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+        except Exception as raised:  # the handler's bug: a canonical envelope, never a page
+            self.logger.log("handler.exception", "error", exc_type=type(raised).__name__, **ids)
+            exc = ContractError(ErrorCode.ERR_INTERNAL, "the processor failed unexpectedly")
+            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+        return self._settle(started, ids, 200, envelope, None)
+
+    def _settle(
+        self,
+        started: float,
+        ids: dict[str, str],
+        status: int,
+        envelope: dict[str, Any],
+        exc: ContractError | None,
+    ) -> tuple[int, dict[str, Any]]:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        if exc is not None:
+            self.logger.log(
+                "http.run.error",
+                "warn" if status < 500 else "error",
+                reason=exc.code.value,
+                message=exc.message,
+                **ids,
+            )
+        self.logger.log(
+            "http.run.settle",
+            status=envelope["status"],
+            http_status=status,
+            elapsed_ms=elapsed_ms,
+            **ids,
+        )
+        return status, envelope
+
+    def _run_and_write(
+        self,
+        run: ValidRun,
+        emit: Callable[[str, dict[str, Any]], None] | None,
+        cancelled: threading.Event,
+        started: float,
+    ) -> dict[str, Any]:
+        """Runs in a handler thread: call the handler, then write outputs and receipts."""
+        config = self.config
+        streaming = emit is not None
+        emit = emit or (lambda event, data: None)
+        ihash = inputs_hash(run.inputs)
+        ctx = RunContext(
+            execution_id=run.execution_id,
+            trace_id=run.trace_id,
+            ref=config.ref,
+            mode=run.mode.value,
+            inputs=run.inputs,
+            inputs_hash=ihash,
+            seed=seed_for(ihash),
+            secrets=config.secrets_for(run.mode),
+            emit=emit,
+            streaming=streaming,
+            read_artifact=self.world.read,
+            log=lambda event, level="info", **f: self.logger.log(
+                event, level, execution_id=run.execution_id, trace_id=run.trace_id, **f
+            ),
+            cancelled=cancelled,
+        )
+        emit("progress", {"stage": "running"})
+        result = self._call_handler(ctx, run.fault)
+        ctx.check_cancelled()
+        emit("progress", {"stage": "writing"})
+        outputs = []
+        for output in result.outputs:
+            declared = config.declared_output(output.relpath)
+            if declared is None:
+                raise ContractError(
+                    ErrorCode.ERR_INTERNAL,
+                    "the handler produced an output registry.yaml does not declare",
+                )
+            path = output_world_path(run.prefix, output.relpath)
+            outputs.append((path, config.redactor.data(output.data), declared["mime"]))
+        if len({p for p, _, _ in outputs}) != len(outputs):
+            raise ContractError(
+                ErrorCode.ERR_INTERNAL, "the handler produced one output path twice"
+            )
+        duration_ms = int((time.monotonic() - started) * 1000)
+        common = {
+            "execution_id": run.execution_id,
+            "processor_ref": config.ref,
+            "image_digest": config.image_digest,
+            "env_fingerprint": config.env_fingerprint,
+            "inputs_hash": ihash,
+        }
+        receipt = {
+            **common,
+            "mode": run.mode.value,
+            "hash_schema": HASH_SCHEMA,
+            "processor_info": config.redactor.text(result.processor_info),
+            "usage": config.redactor.obj(result.usage),
+            "timestamp_utc": utc_timestamp(),
+            "duration_ms": duration_ms,
+        }
+        determinism = {
+            **common,
+            "memo_key": memo_key(
+                ref=config.ref,
+                image_digest=config.image_digest,
+                mode=run.mode.value,
+                inputs_hash=ihash,
+            ),
+            "seed": ctx.seed,
+        }
+        entries, files = plan_run_files(
+            prefix=run.prefix,
+            execution_id=run.execution_id,
+            outputs=outputs,
+            receipt=receipt,
+            determinism=determinism,
+        )
+        self.world.commit(files, cancelled=cancelled.is_set)
+        return {
+            "status": "success",
+            "execution_id": run.execution_id,
+            "outputs": entries,
+            "index_path": run.prefix + "outputs.json",
+            "meta": {
+                "image_digest": config.image_digest,
+                "env_fingerprint": config.env_fingerprint,
+                "duration_ms": duration_ms,
+            },
+        }
+
+    def _call_handler(self, ctx: RunContext, fault: str | None) -> Result:
+        if fault == "provider":
+            raise ProviderError("injected provider failure")
+        if fault == "internal":
+            raise RuntimeError("injected internal failure")
+        if fault == "timeout":
+            ctx.cancelled.wait(self.config.timeout_s * 2 + 1)
+            ctx.check_cancelled()
+        result = self.handler(ctx)
+        if not isinstance(result, Result):
+            raise TypeError("a handler must return processors.runtime.Result")
+        return result
+
+
+def _ids_of(payload: object) -> dict[str, str]:
+    """Best-effort ids for logging a request that may not validate."""
+    if not isinstance(payload, dict):
+        return {"execution_id": "", "trace_id": ""}
+    execution_id = payload.get("execution_id")
+    meta = payload.get("meta")
+    trace_id = meta.get("trace_id") if isinstance(meta, dict) else None
+    execution_id = execution_id if isinstance(execution_id, str) else ""
+    return {
+        "execution_id": execution_id[:128],
+        "trace_id": (trace_id if isinstance(trace_id, str) else execution_id)[:256],
+    }
+
+
+def _valid_id(execution_id: str) -> str:
+    try:
+        return validate_execution_id(execution_id)
+    except ContractError:
+        return ""
+
+
+# -- reading the request body ---------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+async def read_payload(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, or a ``ContractError`` with the SPEC's status."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ContractError(
+            ErrorCode.ERR_PAYLOAD, "Content-Type must be application/json", status=415
+        )
+    too_large = ContractError(ErrorCode.ERR_PAYLOAD, f"body exceeds {limit} bytes", status=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    try:
+        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ContractError(ErrorCode.ERR_PAYLOAD, "body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ContractError(
+            ErrorCode.ERR_PAYLOAD, f"body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError):
+        raise ContractError(ErrorCode.ERR_PAYLOAD, "body is not acceptable JSON") from None
+    if not isinstance(payload, dict):
+        raise ContractError(ErrorCode.ERR_PAYLOAD, "body must be a JSON object")
+    if _has_lone_surrogate(payload):
+        raise ContractError(ErrorCode.ERR_PAYLOAD, "body holds an unpaired UTF-16 surrogate")
+    return payload
+
+
+# -- the app --------------------------------------------------------------------
+
+
+def create_app(
+    handler: Handler,
+    *,
+    registry_path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    artifacts_root: str | Path | None = None,
+    log_stream: TextIO | None = None,
+) -> FastAPI:
+    """The processor's ASGI app.
+
+    ``environ`` defaults to ``os.environ`` (the container's environment); the
+    inprocess adapter passes exactly what an adapter would pass a container.
+    """
+    config = ProcessorConfig.load(registry_path, environ=environ, artifacts_root=artifacts_root)
+    processor = Processor(handler, config, log_stream=log_stream)
+    if config.owns_stdio:
+        take_over_process_output(processor.logger)
+    processor.logger.log(
+        "processor.start",
+        ref=config.ref,
+        image_digest=config.image_digest,
+        fault_injection=config.fault_injection,
+    )
+    app = FastAPI(title=config.ref, docs_url=None, redoc_url=None)
+    document = openapi_document(
+        title=config.ref, version=config.ref.rsplit("@", 1)[1], inputs_schema=config.inputs_schema
+    )
+    app.openapi = lambda: document  # type: ignore[method-assign]
+    app.state.processor = processor
+
+    def respond(status: int, envelope: dict[str, Any]) -> Response:
+        return Response(
+            processor.encode(envelope), status_code=status, media_type="application/json"
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        processor.logger.log("http.unhandled", "error", exc_type=type(exc).__name__)
+        return respond(*processor.error(ContractError(ErrorCode.ERR_INTERNAL, "internal error")))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths and methods: not part of the contract, but still JSON.
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    async def payload_of(request: Request) -> dict[str, Any] | ContractError:
+        try:
+            return await read_payload(request, config.max_body_bytes)
+        except ContractError as exc:
+            return exc
+
+    @app.post("/run", include_in_schema=False)
+    async def run(request: Request) -> Response:
+        return respond(*await processor.execute(await payload_of(request)))
+
+    @app.post("/run-stream", include_in_schema=False)
+    async def run_stream(request: Request) -> EventSourceResponse:
+        payload = await payload_of(request)
+        return EventSourceResponse(_sse_events(processor, payload))
+
+    return app
+
+
+async def _sse_events(
+    processor: Processor, payload: dict[str, Any] | ContractError
+) -> AsyncIterator[bytes]:
+    """``progress``/``log``/``token`` events as the handler emits them, then one ``done``."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+    def emit(event: str, data: dict[str, Any]) -> None:
+        if event not in STREAM_EVENTS:
+            raise ValueError(f"stream events are {sorted(STREAM_EVENTS)}")
+        loop.call_soon_threadsafe(queue.put_nowait, (event, data))
+
+    def frame(event: str, data: Mapping[str, Any]) -> bytes:
+        return format_sse_event(event=event, data_str=processor.encode(data))
+
+    task = asyncio.ensure_future(processor.execute(payload, emit))
+    while True:
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        yield frame(*getter.result())
+    await asyncio.sleep(0)  # let events scheduled by the last handler call land
+    while not queue.empty():
+        yield frame(*queue.get_nowait())
+    _status, envelope = task.result()
+    yield frame("done", envelope)

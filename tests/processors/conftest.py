@@ -1,0 +1,90 @@
+"""Driving a processor app in-process, the way the tests of the runtime need."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent
+from httpx_sse._decoders import SSEDecoder
+
+from processors.runtime import Handler, create_app
+from registry import Registry
+
+REGISTRY = Registry.discover()
+LLM = REGISTRY.get_spec("llm/litellm@1")
+DIGEST = "sha256:" + "12" * 32
+
+
+def sse_events(text: str) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events = [decoder.decode(line) for line in text.splitlines()]
+    return [e for e in events if e is not None]
+
+
+@dataclass
+class App:
+    """An app under test, its world root and its captured NDJSON log."""
+
+    handler: Handler
+    world: Path
+    environ: dict[str, str] = field(default_factory=dict)
+    registry_path: Path = LLM.path
+    log: io.StringIO = field(default_factory=io.StringIO)
+
+    def __post_init__(self) -> None:
+        self.app = create_app(
+            self.handler,
+            registry_path=self.registry_path,
+            environ=self.environ,
+            artifacts_root=self.world,
+            log_stream=self.log,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(self.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://processor"
+            ) as client:
+                return await client.request(method, path, timeout=30, **kwargs)
+
+        return asyncio.run(go())
+
+    def run(self, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return (
+            self.request("POST", "/run", json=body, **kwargs)
+            if body is not None
+            else self.request("POST", "/run", **kwargs)
+        )
+
+    def stream(self, body: Any) -> list[ServerSentEvent]:
+        return sse_events(self.request("POST", "/run-stream", json=body).text)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.world)) for p in self.world.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., App]:
+    from processors.llm_litellm.app.handler import handle
+
+    def make(
+        handler: Handler = handle, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> App:
+        env = {"IMAGE_DIGEST": DIGEST, **(environ or {})}
+        world = tmp_path / f"world{len(list(tmp_path.iterdir()))}"
+        world.mkdir()
+        return App(handler, world, env, **kwargs)
+
+    return make

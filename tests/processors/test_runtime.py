@@ -1,0 +1,375 @@
+"""The processor runtime keeps every processor-side rule of SPEC.md (driven in-process)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from contracts import HASH_SCHEMA, canonical_json, cid_of_bytes, inputs_hash, is_valid, memo_key
+from contracts.errors import is_valid_status
+from processors.runtime import Output, ProviderError, Result, RunContext
+from tests.conftest import payload
+from tests.processors.conftest import DIGEST, App
+
+MakeApp = Callable[..., App]
+
+
+def assert_error(response: Any, code: str, status: int) -> dict[str, Any]:
+    envelope = response.json()
+    assert response.status_code == status, envelope
+    assert is_valid("envelope_error", envelope), envelope
+    assert envelope["error"]["code"] == code, envelope
+    assert is_valid_status(code, status)
+    assert envelope["meta"]["image_digest"] == DIGEST
+    return envelope
+
+
+# -- success ------------------------------------------------------------------
+
+
+def test_healthz(make_app: MakeApp) -> None:
+    response = make_app().request("GET", "/healthz")
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+
+
+def test_success_writes_outputs_index_and_receipts(make_app: MakeApp) -> None:
+    app = make_app()
+    response = app.run(payload())
+    envelope = response.json()
+    assert response.status_code == 200 and is_valid("envelope_success", envelope), envelope
+    prefix = "/artifacts/outputs/demo/e-1/"
+    assert envelope["index_path"] == prefix + "outputs.json"
+    assert [o["path"] for o in envelope["outputs"]] == [
+        prefix + "outputs/metadata.json",
+        prefix + "outputs/text/response.txt",
+    ]
+    for entry in envelope["outputs"]:
+        data = app.world.joinpath(entry["path"].removeprefix("/artifacts/")).read_bytes()
+        assert entry["cid"] == cid_of_bytes(data) and entry["size_bytes"] == len(data)
+    index_bytes = app.world.joinpath("outputs/demo/e-1/outputs.json").read_bytes()
+    assert index_bytes == canonical_json({"outputs": envelope["outputs"]})
+    receipt = json.loads(app.world.joinpath("outputs/demo/e-1/receipt.json").read_bytes())
+    determinism = json.loads(app.world.joinpath("execution/e-1/determinism.json").read_bytes())
+    assert is_valid("receipt", receipt) and is_valid("determinism", determinism)
+    cids = sorted(o["cid"] for o in envelope["outputs"])
+    ih = inputs_hash(payload()["inputs"])
+    assert receipt["output_cids"] == determinism["output_cids"] == cids
+    assert receipt["inputs_hash"] == determinism["inputs_hash"] == ih
+    assert receipt["hash_schema"] == HASH_SCHEMA and receipt["mode"] == "mock"
+    assert receipt["image_digest"] == determinism["image_digest"] == DIGEST
+    assert determinism["memo_key"] == memo_key(
+        ref="llm/litellm@1", image_digest=DIGEST, mode="mock", inputs_hash=ih
+    )
+    assert app.files() == [
+        "execution/e-1/determinism.json",
+        "outputs/demo/e-1/outputs.json",
+        "outputs/demo/e-1/outputs/metadata.json",
+        "outputs/demo/e-1/outputs/text/response.txt",
+        "outputs/demo/e-1/receipt.json",
+    ]
+
+
+def test_mock_outputs_do_not_depend_on_execution_id_or_time(make_app: MakeApp) -> None:
+    app = make_app()
+    first = app.run(payload(execution_id="a")).json()
+    time.sleep(0.01)
+    second = make_app().run(payload(execution_id="b")).json()
+    assert [o["cid"] for o in first["outputs"]] == [o["cid"] for o in second["outputs"]]
+
+
+def test_attachments_are_read_from_the_world_and_checked(make_app: MakeApp) -> None:
+    app = make_app()
+    attachment = app.world / "inputs" / "note.txt"
+    attachment.parent.mkdir()
+    attachment.write_bytes(b"attached words")
+    part = {
+        "$artifact": "/artifacts/inputs/note.txt",
+        "cid": cid_of_bytes(b"attached words"),
+        "mime": "text/plain",
+    }
+    inputs = {
+        "schema": "v1",
+        "params": {"model": "m", "messages": [{"role": "user", "content": [part]}]},
+    }
+    envelope = app.run(payload(inputs=inputs)).json()
+    response = app.world.joinpath("outputs/demo/e-1/outputs/text/response.txt").read_text()
+    assert envelope["status"] == "success" and "attached words" in response
+    tampered = {**part, "cid": cid_of_bytes(b"other")}
+    bad = {
+        "schema": "v1",
+        "params": {"model": "m", "messages": [{"role": "user", "content": [tampered]}]},
+    }
+    assert_error(app.run(payload(inputs=bad, execution_id="e-2")), "ERR_INPUTS", 400)
+
+
+# -- every processor-side error ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"content": b"{", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b'"text"', "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"\xff\xfe{}", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b'{"a": NaN}', "headers": {"content-type": "application/json"}}, 400),
+        (
+            {
+                "content": b"[" * 100_000 + b"]" * 100_000,
+                "headers": {"content-type": "application/json"},
+            },
+            400,
+        ),
+        ({"content": b'{"a": "\\ud800"}', "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
+        ({"content": b"{}"}, 415),
+    ],
+    ids=[
+        "truncated",
+        "array",
+        "string",
+        "bad-utf8",
+        "nan",
+        "deep",
+        "surrogate",
+        "text-plain",
+        "no-type",
+    ],
+)
+def test_unreadable_bodies_are_payload_errors(
+    make_app: MakeApp, kwargs: dict[str, Any], status: int
+) -> None:
+    app = make_app()
+    envelope = assert_error(app.run(**kwargs), "ERR_PAYLOAD", status)
+    assert envelope["execution_id"] == ""
+    assert app.files() == []
+
+
+def test_oversized_bodies_are_413(make_app: MakeApp) -> None:
+    app = make_app(environ={"THEORY_MAX_BODY_BYTES": "1000"})
+    assert_error(
+        app.run(payload(inputs={"schema": "v1", "params": {"model": "m" * 2000}})),
+        "ERR_PAYLOAD",
+        413,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"schema": "v2"}, "ERR_PAYLOAD"),
+        ({"execution_id": None}, "ERR_PAYLOAD"),
+        ({"execution_id": ".."}, "ERR_PAYLOAD"),
+        ({"ref": "other/proc@1"}, "ERR_PAYLOAD"),
+        ({"inputs": "x"}, "ERR_PAYLOAD"),
+        ({"surprise": 1}, "ERR_PAYLOAD"),
+        ({"mode": "smoke"}, "ERR_MODE"),
+        ({"mode": 3}, "ERR_MODE"),
+        ({"write_prefix": "/artifacts/outputs/"}, "ERR_WRITE_PREFIX"),
+        ({"write_prefix": "/artifacts/{execution_id}"}, "ERR_WRITE_PREFIX"),
+        ({"write_prefix": "/plan/{execution_id}/"}, "ERR_WRITE_PREFIX"),
+        ({"write_prefix": "/artifacts/%2e%2e/{execution_id}/"}, "ERR_WRITE_PREFIX"),
+        ({"write_prefix": "/artifacts/../../etc/{execution_id}/"}, "ERR_WRITE_PREFIX"),
+        ({"inputs": {"schema": "v1", "params": {"model": "m"}}}, "ERR_INPUTS"),
+        (
+            {
+                "inputs": {
+                    "schema": "v1",
+                    "params": {"model": "m", "messages": [{"role": "robot", "content": ""}]},
+                }
+            },
+            "ERR_INPUTS",
+        ),
+    ],
+)
+def test_refused_payloads_get_their_code_and_write_nothing(
+    make_app: MakeApp, change: dict[str, Any], code: str
+) -> None:
+    app = make_app()
+    body = payload()
+    for key, value in change.items():
+        if value is None:
+            del body[key]
+        else:
+            body[key] = value
+    assert_error(app.run(body), code, 400)
+    assert app.files() == []
+
+
+def test_missing_fields_are_payload_errors_naming_the_field(make_app: MakeApp) -> None:
+    body = payload()
+    del body["write_prefix"]
+    envelope = assert_error(make_app().run(body), "ERR_PAYLOAD", 400)
+    assert "write_prefix" in envelope["error"]["message"]
+
+
+def test_real_under_ci_is_refused_before_anything_runs(make_app: MakeApp) -> None:
+    calls = []
+    app = make_app(lambda ctx: calls.append(ctx), environ={"CI": "true", "OPENAI_API_KEY": "sk-x"})
+    assert_error(app.run(payload(mode="real")), "ERR_CI_SAFETY", 403)
+    assert calls == [] and app.files() == []
+
+
+def test_real_without_its_secret_is_refused(make_app: MakeApp) -> None:
+    calls = []
+    envelope = assert_error(
+        make_app(lambda ctx: calls.append(ctx)).run(payload(mode="real")), "ERR_MISSING_SECRET", 500
+    )
+    assert "OPENAI_API_KEY" in envelope["error"]["message"] and calls == []
+
+
+def test_mock_needs_no_secret_and_sees_none(make_app: MakeApp) -> None:
+    seen: list[dict[str, str]] = []
+
+    def handler(ctx: RunContext) -> Result:
+        seen.append(dict(ctx.secrets))
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    assert (
+        make_app(handler, environ={"OPENAI_API_KEY": "sk-abcdef"}).run(payload()).status_code == 200
+    )
+    assert seen == [{}]
+
+
+def test_provider_failures_are_502(make_app: MakeApp) -> None:
+    def handler(ctx: RunContext) -> Result:
+        raise ProviderError("upstream said no")
+
+    assert_error(make_app(handler).run(payload()), "ERR_PROVIDER", 502)
+
+
+def test_handler_bugs_are_internal_errors_never_pages(make_app: MakeApp) -> None:
+    def crash(ctx: RunContext) -> Result:
+        raise KeyError("secret-looking detail")
+
+    envelope = assert_error(make_app(crash).run(payload()), "ERR_INTERNAL", 500)
+    assert "secret-looking" not in json.dumps(envelope) and "Traceback" not in json.dumps(envelope)
+    undeclared = make_app(lambda ctx: Result([Output("elsewhere.txt", b"x")], "t"))
+    assert_error(undeclared.run(payload()), "ERR_INTERNAL", 500)
+    assert undeclared.files() == []
+    escaping = make_app(lambda ctx: Result([Output("../receipt.json", b"x")], "t"))
+    assert_error(escaping.run(payload()), "ERR_INTERNAL", 500)
+    assert_error(make_app(lambda ctx: "not a result").run(payload()), "ERR_INTERNAL", 500)
+
+
+def test_timeouts_are_504_and_a_late_handler_writes_nothing(make_app: MakeApp) -> None:
+    finished = threading.Event()
+
+    def slow(ctx: RunContext) -> Result:
+        time.sleep(0.6)
+        finished.set()
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(slow, environ={"THEORY_TIMEOUT_S": "0.2"})
+    assert_error(app.run(payload()), "ERR_TIMEOUT", 504)
+    assert finished.wait(5)
+    time.sleep(0.1)
+    assert app.files() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "status"),
+    [
+        ("provider", "ERR_PROVIDER", 502),
+        ("internal", "ERR_INTERNAL", 500),
+        ("timeout", "ERR_TIMEOUT", 504),
+    ],
+)
+def test_fault_injection_when_enabled(
+    make_app: MakeApp, fault: str, code: str, status: int
+) -> None:
+    env = {"THEORY_FAULT_INJECTION": "1", "THEORY_TIMEOUT_S": "0.3"}
+    assert_error(make_app(environ=env).run(payload(meta={"fault": fault})), code, status)
+    assert make_app().run(payload(meta={"fault": fault})).status_code == 200  # ignored when off
+
+
+def test_a_failed_commit_leaves_no_file(make_app: MakeApp) -> None:
+    app = make_app()
+    blocker = app.world / "outputs/demo/e-1/outputs/text/response.txt"
+    blocker.mkdir(parents=True)  # a directory where the second output must go
+    assert_error(app.run(payload()), "ERR_INTERNAL", 500)
+    assert app.files() == []
+
+
+# -- streaming ------------------------------------------------------------------
+
+
+def test_stream_ends_in_done_equal_to_run(make_app: MakeApp) -> None:
+    app = make_app()
+    events = app.stream(payload())
+    assert [e.event for e in events][-1] == "done"
+    assert {e.event for e in events[:-1]} <= {"progress", "log", "token"}
+    assert any(e.event == "token" for e in events)
+    for event in events:
+        assert is_valid("sse_event", {"event": event.event, "data": json.loads(event.data)})
+    streamed = json.loads(events[-1].data)
+    ran = app.run(payload()).json()
+    for envelope in (streamed, ran):
+        envelope["meta"].pop("duration_ms")
+    assert streamed == ran
+
+
+def test_stream_errors_end_in_done_too(make_app: MakeApp) -> None:
+    app = make_app()
+    response = app.request(
+        "POST", "/run-stream", content=b"nope", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    (done,) = [e for e in app.stream({"schema": "v1"})]
+    assert done.event == "done" and json.loads(done.data)["error"]["code"] == "ERR_PAYLOAD"
+
+
+# -- logs and secrets ------------------------------------------------------------
+
+
+def test_logs_are_ndjson_with_run_ids_and_reasons(make_app: MakeApp) -> None:
+    app = make_app()
+    app.run(payload())
+    app.run(payload(mode="smoke"))
+    lines = app.log_lines()
+    assert all(is_valid("log_line", line) for line in lines)
+    events = [(line["event"], line.get("execution_id")) for line in lines]
+    assert ("http.run.start", "e-1") in events and ("http.run.settle", "e-1") in events
+    settle = next(line for line in lines if line["event"] == "http.run.settle")
+    assert settle["status"] == "success" and settle["trace_id"] == "t-1" and "elapsed_ms" in settle
+    (error,) = [line for line in lines if line["event"] == "http.run.error"]
+    assert error["reason"] == "ERR_MODE"
+
+
+def test_secret_values_are_redacted_everywhere(make_app: MakeApp) -> None:
+    canary = "sk-canary-7f3a9c"
+
+    def leaky(ctx: RunContext) -> Result:
+        ctx.log("handler.leak", key=ctx.secrets["OPENAI_API_KEY"])
+        ctx.emit("token", {"text": ctx.secrets["OPENAI_API_KEY"]})
+        secret = ctx.secrets["OPENAI_API_KEY"]
+        return Result(
+            [Output("text/response.txt", f"key={secret}".encode())], f"info {secret}", {secret: 1}
+        )
+
+    app = make_app(leaky, environ={"OPENAI_API_KEY": canary})
+    body = payload(mode="real")
+    seen = [
+        app.run(body).text,
+        *(e.data for e in app.stream({**body, "execution_id": "e-2"})),
+        app.log.getvalue(),
+    ]
+    seen += [p.read_text() for p in app.world.rglob("*") if p.is_file()]
+    assert all(canary not in text for text in seen)
+    assert any("[REDACTED]" in text for text in seen)
+
+
+def test_log_lines_survive_unicode_line_separators(make_app: MakeApp) -> None:
+    """A trace id holding U+0085 or U+2028 must not split a log line for any reader."""
+    app = make_app()
+    app.run(payload(meta={"trace_id": "a\u0085b\u2028c"}))
+    text = app.log.getvalue()
+    assert text.splitlines() == text.split("\n")[:-1]
+    assert all(json.loads(line) for line in text.splitlines())
