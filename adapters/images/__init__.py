@@ -1,0 +1,32 @@
+"""Processor images on a machine that cannot pull: base image, wheels, builds, pins.
+
+The command line is ``theory-images`` (``adapters.images.cli``).
+"""
+
+from adapters.images.build import (
+    BUILD_MODES,
+    ImageBuildError,
+    ImageUnavailable,
+    ResolvedImage,
+    build_image,
+    content_tag,
+    find_pinned,
+    resolve_image,
+)
+from adapters.images.context import source_hash
+from adapters.images.pins import PinStatus, pin_status, write_pin
+
+__all__ = [
+    "BUILD_MODES",
+    "ImageBuildError",
+    "ImageUnavailable",
+    "PinStatus",
+    "ResolvedImage",
+    "build_image",
+    "content_tag",
+    "find_pinned",
+    "pin_status",
+    "resolve_image",
+    "source_hash",
+    "write_pin",
+]

@@ -1,0 +1,218 @@
+"""The ``modal`` adapter: the processor deployed on Modal, reached through its web endpoint.
+
+The endpoint's URL comes from the Modal SDK (``Function.from_name(...).get_web_url()``),
+never from string-building; after that the calls and checks are those of the
+local adapter. The expected digest is the registry's pin (what should be
+deployed), so a stale deployment is reported as drift.
+
+``adapter_opts``: ``environment`` (default ``$MODAL_ENVIRONMENT`` or ``dev``),
+``lookup_timeout_s`` (30), ``health_timeout_s`` (120, cold starts),
+``timeout_s``, ``expected_digest``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapters import http
+from adapters.base import AdapterError, OnEvent, preflight
+from contracts.digests import normalize_digest
+from contracts.errors import ContractError, ErrorCode, error_envelope
+from registry import ProcessorSpec, Ref
+
+FUNCTION_NAME = "serve"
+DEFAULT_ENVIRONMENT = "dev"
+MODAL_PLATFORM = "amd64"
+
+
+def app_name(ref: Ref, environment: str) -> str:
+    """The Modal app that serves ``ref`` in ``environment``: ``theory-llm-litellm-v1-dev``."""
+    return f"theory-{ref.slug}-{environment}"
+
+
+def volume_name(environment: str) -> str:
+    """The Modal volume mounted at ``/artifacts`` in ``environment``."""
+    return f"theory-world-{environment}"
+
+
+def default_environment() -> str:
+    return os.environ.get("MODAL_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+
+
+def lookup_web_url(ref: Ref, environment: str, timeout_s: float) -> str:
+    """The deployed endpoint's URL, from the Modal SDK; ``ERR_MODAL`` on any failure or delay."""
+    import modal
+
+    def lookup() -> str | None:
+        function = modal.Function.from_name(
+            app_name(ref, environment), FUNCTION_NAME, environment_name=environment
+        )
+        url: str | None = function.get_web_url()
+        return url
+
+    # The SDK retries an unreachable control plane for about a minute: bound the wait,
+    # in a daemon thread so a lookup that never returns cannot hold up interpreter exit.
+    future: concurrent.futures.Future[str | None] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(lookup())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"modal-lookup-{ref.slug}", daemon=True).start()
+    name = app_name(ref, environment)
+    try:
+        url = future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise AdapterError(
+            ErrorCode.ERR_MODAL, f"Modal lookup of {name} timed out after {timeout_s:g}s"
+        ) from None
+    except Exception as exc:  # NotFoundError, AuthError, connection errors: all a lookup failure
+        raise AdapterError(
+            ErrorCode.ERR_MODAL, f"Modal lookup of {name} failed ({type(exc).__name__})"
+        ) from None
+    if not url:
+        raise AdapterError(ErrorCode.ERR_MODAL, f"{app_name(ref, environment)} has no web endpoint")
+    return url.rstrip("/")
+
+
+@dataclass
+class ModalHandle:
+    ref: str
+    base_url: str
+    client: httpx.Client
+    image_digest: str
+    world_root: Path | None = None
+
+    def stderr(self) -> str:
+        return ""  # a deployed function's logs live on Modal, not here
+
+    def stdout(self) -> str | None:
+        return None
+
+    def alive(self) -> bool:
+        return not self.client.is_closed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ModalAdapter:
+    name = "modal"
+
+    def __init__(
+        self,
+        *,
+        environment: str | None = None,
+        lookup_timeout_s: float = 30.0,
+        health_timeout_s: float = 120.0,
+    ):
+        self.environment = environment or default_environment()
+        self.lookup_timeout_s = lookup_timeout_s
+        self.health_timeout_s = health_timeout_s
+        self._handles: dict[tuple[str, str], ModalHandle] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def pinned_digest(spec: ProcessorSpec) -> str:
+        pin = spec.pins.get(MODAL_PLATFORM)
+        if not pin:
+            raise ContractError(
+                ErrorCode.ERR_REGISTRY,
+                f"{spec.ref} has no pinned {MODAL_PLATFORM} image to run on Modal",
+            )
+        return normalize_digest(pin)
+
+    def acquire(
+        self,
+        spec: ProcessorSpec,
+        *,
+        modal_environment: str | None = None,
+        lookup_timeout_s: float | None = None,
+        health_timeout_s: float | None = None,
+        **_: Any,
+    ) -> ModalHandle:
+        """The deployed endpoint for ``spec``, found once per environment and health-checked."""
+        env = modal_environment or self.environment
+        key = (str(spec.ref), env)
+        with self._lock:
+            handle = self._handles.get(key)
+        if handle is not None and handle.alive():
+            return handle
+        url = lookup_web_url(spec.ref, env, lookup_timeout_s or self.lookup_timeout_s)
+        handle = ModalHandle(
+            str(spec.ref), url, httpx.Client(base_url=url), self.pinned_digest(spec)
+        )
+        try:
+            http.wait_healthy(handle, health_timeout_s or self.health_timeout_s)
+        except BaseException:
+            handle.close()
+            raise
+        with self._lock:
+            self._handles[key] = handle
+        return handle
+
+    def close(self) -> None:
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for handle in handles:
+            handle.close()
+
+    def invoke(
+        self,
+        *,
+        processor_ref: str,
+        mode: str,
+        inputs_json: Mapping[str, Any],
+        write_prefix: str,
+        execution_id: str,
+        registry_snapshot: Mapping[str, Any],
+        adapter_opts: Mapping[str, Any] | None = None,
+        secrets_present: Sequence[str] = (),
+        stream: bool = False,
+        on_event: OnEvent | None = None,
+    ) -> dict[str, Any]:
+        try:
+            invocation = preflight(
+                processor_ref=processor_ref,
+                mode=mode,
+                inputs_json=inputs_json,
+                write_prefix=write_prefix,
+                execution_id=execution_id,
+                registry_snapshot=registry_snapshot,
+                adapter_opts=adapter_opts,
+                secrets_present=secrets_present,
+                stream=stream,
+            )
+        except ContractError as exc:
+            return error_envelope(exc.code, exc.message)
+        opts = dict(adapter_opts or {})
+        digest = ""
+        try:
+            digest = self.pinned_digest(invocation.spec)
+            handle = self.acquire(
+                invocation.spec,
+                modal_environment=opts.get("environment"),
+                lookup_timeout_s=opts.get("lookup_timeout_s"),
+                health_timeout_s=opts.get("health_timeout_s"),
+            )
+            return http.call(
+                handle,
+                invocation,
+                timeout_s=float(
+                    opts.get("timeout_s") or invocation.spec.timeout_s + http.TIMEOUT_GRACE_S
+                ),
+                expected_digest=opts.get("expected_digest") or digest,
+                on_event=on_event,
+            )
+        except ContractError as exc:
+            return invocation.error(exc, digest)

@@ -1,0 +1,205 @@
+"""The Modal adapter, with Modal's cloud replaced only at its edges.
+
+The SDK lookup is a stand-in that insists on the real SDK's signatures; HTTP is
+respx, answering with the real processor app run in-process. Nothing here may
+reach Modal: creating a real client fails the test at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import modal
+import modal.exception
+import pytest
+import respx
+
+from adapters import InprocessAdapter, ModalAdapter
+from adapters.modal import FUNCTION_NAME, app_name
+from adapters.modal_app import build_app
+from registry import load_spec
+from tests.conftest import DIGEST
+from tests.fakes import MODAL_URL, Lookup, refuse_real_modal_client
+
+URL = MODAL_URL
+
+
+@pytest.fixture(autouse=True)
+def no_real_modal_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    refuse_real_modal_client(monkeypatch)
+
+
+def _copy_with_image(tmp_path: Path, image: dict[str, Any]) -> Any:
+    """llm/litellm@1 copied with ``image`` as its registry image block."""
+    import shutil
+
+    from registry.yamltext import replace_top_level_block
+    from tests.conftest import REPO
+
+    folder = tmp_path / "llm_litellm"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "processors/llm_litellm", folder, ignore=ignore)
+    registry_yaml = folder / "registry.yaml"
+    registry_yaml.write_text(replace_top_level_block(registry_yaml.read_text(), "image", image))
+    return load_spec(registry_yaml)
+
+
+@pytest.fixture
+def pinned_spec(tmp_path: Path) -> Any:
+    """llm/litellm@1 with an amd64 pin (what Modal would run)."""
+    pin = f"ghcr.io/o/r/llm-litellm@{DIGEST}"
+    return _copy_with_image(tmp_path, {"platforms": {"amd64": pin}, "default_platform": "amd64"})
+
+
+@pytest.fixture
+def remote(tmp_path: Path, pinned_spec: Any) -> Any:
+    """The deployed endpoint, played by the real processor app running in-process."""
+    inprocess = InprocessAdapter(world_root=tmp_path / "modal-world", image_digest=DIGEST)
+    handle = inprocess.acquire(pinned_spec)
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        answer = handle.client.request(
+            request.method,
+            request.url.path,
+            content=request.content,
+            headers={"content-type": request.headers.get("content-type", "")},
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        router.route(host=httpx.URL(URL).host).mock(side_effect=forward)
+        yield router
+    inprocess.close()
+
+
+def invoke(adapter: ModalAdapter, spec: Any, **overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "processor_ref": "llm/litellm@1",
+        "mode": "mock",
+        "inputs_json": {
+            "schema": "v1",
+            "params": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        },
+        "write_prefix": "/artifacts/outputs/{execution_id}/",
+        "execution_id": "m-1",
+        "registry_snapshot": spec.snapshot(),
+        "adapter_opts": {"environment": "dev"},
+        "secrets_present": [],
+    }
+    kwargs.update(overrides)
+    envelope: dict[str, Any] = adapter.invoke(**kwargs)
+    return envelope
+
+
+def test_success_goes_through_the_sdk_lookup_and_http(
+    monkeypatch: pytest.MonkeyPatch, remote: Any, pinned_spec: Any
+) -> None:
+    lookup = Lookup()
+    monkeypatch.setattr(modal.Function, "from_name", lookup)
+    adapter = ModalAdapter()
+    envelope = invoke(adapter, pinned_spec)
+    assert envelope["status"] == "success", envelope
+    assert envelope["meta"]["image_digest"] == DIGEST
+    (call,) = lookup.calls
+    assert call.args == (app_name(pinned_spec.ref, "dev"), FUNCTION_NAME)
+    assert call.kwargs == {"environment_name": "dev"}
+    assert invoke(adapter, pinned_spec, execution_id="m-2")["status"] == "success"
+    assert len(lookup.calls) == 1, "the endpoint is looked up once per environment"
+    paths = [c.request.url.path for c in remote.calls]
+    assert paths.count("/run") == 2 and "/healthz" in paths
+    adapter.close()
+
+
+def test_streaming_and_processor_errors_come_back_unchanged(
+    monkeypatch: pytest.MonkeyPatch, remote: Any, pinned_spec: Any
+) -> None:
+    monkeypatch.setattr(modal.Function, "from_name", Lookup())
+    events: list[str] = []
+    adapter = ModalAdapter()
+    streamed = invoke(adapter, pinned_spec, stream=True, on_event=lambda e, d: events.append(e))
+    assert streamed["status"] == "success" and "token" in events
+    bad = invoke(adapter, pinned_spec, inputs_json={"schema": "v1", "params": {}})
+    assert bad["error"]["code"] == "ERR_INPUTS"
+
+
+def test_a_stale_deployment_is_digest_drift(
+    monkeypatch: pytest.MonkeyPatch, remote: Any, pinned_spec: Any
+) -> None:
+    monkeypatch.setattr(modal.Function, "from_name", Lookup())
+    envelope = invoke(
+        ModalAdapter(),
+        pinned_spec,
+        adapter_opts={"environment": "dev", "expected_digest": "sha256:" + "9" * 64},
+    )
+    assert envelope["error"]["code"] == "ERR_IMAGE_DIGEST_MISMATCH", envelope
+
+
+@pytest.mark.parametrize(
+    ("lookup", "message"),
+    [
+        (Lookup(fail=modal.exception.NotFoundError("App not found")), "failed (NotFoundError)"),
+        (Lookup(fail=modal.exception.AuthError("bad token")), "failed (AuthError)"),
+        (Lookup(url=None), "has no web endpoint"),
+        (Lookup(delay=3.0), "timed out after 0.5s"),
+    ],
+    ids=["not-found", "auth", "no-endpoint", "hangs"],
+)
+def test_lookup_failures_are_err_modal(
+    monkeypatch: pytest.MonkeyPatch, pinned_spec: Any, lookup: Lookup, message: str
+) -> None:
+    monkeypatch.setattr(modal.Function, "from_name", lookup)
+    started = time.monotonic()
+    envelope = invoke(ModalAdapter(lookup_timeout_s=0.5), pinned_spec)
+    assert envelope["error"]["code"] == "ERR_MODAL", envelope
+    assert message in envelope["error"]["message"]
+    assert time.monotonic() - started < 2.5
+
+
+def test_an_http_timeout_is_err_timeout(monkeypatch: pytest.MonkeyPatch, pinned_spec: Any) -> None:
+    monkeypatch.setattr(modal.Function, "from_name", Lookup())
+    with respx.mock(base_url=URL) as router:
+        router.get("/healthz").respond(json={"ok": True})
+        router.post("/run").mock(side_effect=httpx.ReadTimeout("slow"))
+        envelope = invoke(ModalAdapter(), pinned_spec)
+    assert envelope["error"]["code"] == "ERR_TIMEOUT", envelope
+
+
+def test_ci_safety_is_decided_before_any_lookup(
+    monkeypatch: pytest.MonkeyPatch, pinned_spec: Any
+) -> None:
+    lookup = Lookup()
+    monkeypatch.setattr(modal.Function, "from_name", lookup)
+    monkeypatch.setenv("CI", "true")
+    assert invoke(ModalAdapter(), pinned_spec, mode="real")["error"]["code"] == "ERR_CI_SAFETY"
+    assert lookup.calls == []
+
+
+def test_an_unpinned_processor_cannot_run_on_modal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lookup = Lookup()
+    monkeypatch.setattr(modal.Function, "from_name", lookup)
+    spec = _copy_with_image(tmp_path, {"platforms": {}, "default_platform": "amd64"})
+    assert invoke(ModalAdapter(), spec)["error"]["code"] == "ERR_REGISTRY"
+    assert lookup.calls == []
+
+
+def test_the_modal_app_serves_the_pinned_image_with_the_real_sdk(pinned_spec: Any) -> None:
+    deployment = build_app(pinned_spec, "dev")
+    assert deployment.app.name == app_name(pinned_spec.ref, "dev")
+    assert isinstance(deployment.function, modal.Function)
+    assert callable(deployment.function.get_web_url)
+
+
+def test_a_hung_lookup_cannot_hold_up_interpreter_exit(
+    monkeypatch: pytest.MonkeyPatch, pinned_spec: Any
+) -> None:
+    monkeypatch.setattr(modal.Function, "from_name", Lookup(delay=1.0))
+    before = set(threading.enumerate())
+    invoke(ModalAdapter(lookup_timeout_s=0.2), pinned_spec)
+    (lookup,) = set(threading.enumerate()) - before
+    assert lookup.daemon and lookup.name.startswith("modal-lookup")
