@@ -1,0 +1,139 @@
+"""Fixtures for processor tests, the built-in contract suite's and your own.
+
+Every fixture below is parametrised over the processors of ``--theory-ref``
+(or of ``@pytest.mark.theory(ref=..., adapter=...)`` on the test) and the
+adapters of ``--theory-adapter``. Processors boot once per session and are
+removed at its end, also after a failure or Ctrl-C.
+
+``theory_processor``   the booted processor: ``.base_url``, ``.client``, ``.stderr()``, ``.image_digest``
+``theory_run``         ``theory_run(**payload_overrides)`` -> ``Run`` of ``POST /run``
+``theory_stream``      ``theory_stream(**payload_overrides)`` -> ``Run`` of ``POST /run-stream``
+``theory_driver``      the ``Driver`` behind them (payloads, raw bodies, world snapshots)
+``theory_variant``     ``theory_variant("canary"|"bare"|"fault")`` -> a ``Driver`` on that variant
+``theory_world``       the processor's world folder (``artifacts/`` is its ``/artifacts``)
+``theory_spec``, ``theory_ref``, ``theory_registry``, ``theory_adapter``, ``theory_target``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import AdapterError, ProcessorHandle
+from pytest_theory.driver import DRIVERS, Driver, Run
+from pytest_theory.options import TheoryOptions
+from pytest_theory.session import SESSION, Target, TheorySession
+from registry import ProcessorSpec, Registry
+
+
+@pytest.fixture(scope="session")
+def theory_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TheorySession]:
+    """The session's processors; every container it started is removed at teardown."""
+    session = request.config.stash.get(SESSION, None)
+    if session is None:
+        session = request.config.stash[SESSION] = TheorySession(
+            TheoryOptions.from_config(request.config)
+        )
+    if session.base_dir is None:
+        session.base_dir = tmp_path_factory.mktemp("theory")
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def theory_target(request: pytest.FixtureRequest) -> Target:
+    """The (ref, adapter) this test runs against (parametrised by the plugin)."""
+    target: Target = request.param
+    return target
+
+
+@pytest.fixture(scope="session")
+def theory_ref(theory_target: Target) -> str:
+    return theory_target.ref
+
+
+@pytest.fixture(scope="session")
+def theory_registry(theory_session: TheorySession) -> Registry:
+    return theory_session.registry
+
+
+@pytest.fixture(scope="session")
+def theory_spec(theory_session: TheorySession, theory_target: Target) -> ProcessorSpec:
+    return theory_session.spec(theory_target)
+
+
+@pytest.fixture(scope="session")
+def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Any:
+    return theory_session.adapter(theory_target.adapter)
+
+
+@pytest.fixture(scope="session")
+def theory_world(theory_session: TheorySession, theory_target: Target) -> Path:
+    return theory_session.world(theory_target)
+
+
+def _boot(session: TheorySession, target: Target, variant: str) -> ProcessorHandle:
+    try:
+        return session.processor(target, variant)
+    except AdapterError as exc:
+        tail = "\n".join(exc.logs_tail)
+        pytest.fail(
+            f"{target} ({variant}) did not boot: {exc.code.value}: {exc.message}\n{tail}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def theory_processor(theory_session: TheorySession, theory_target: Target) -> ProcessorHandle:
+    """The booted processor (the session's default variant)."""
+    return _boot(theory_session, theory_target, "default")
+
+
+def _driver(
+    request: pytest.FixtureRequest, session: TheorySession, target: Target, handle: ProcessorHandle
+) -> Driver:
+    world = session.world(target) if handle.world_root is not None else None
+    driver = Driver(handle, session.spec(target), mode=session.options.mode, world=world)
+    request.node.stash.setdefault(DRIVERS, []).append(driver)
+    return driver
+
+
+@pytest.fixture
+def theory_driver(
+    request: pytest.FixtureRequest,
+    theory_session: TheorySession,
+    theory_target: Target,
+    theory_processor: ProcessorHandle,
+) -> Driver:
+    return _driver(request, theory_session, theory_target, theory_processor)
+
+
+@pytest.fixture
+def theory_variant(
+    request: pytest.FixtureRequest, theory_session: TheorySession, theory_target: Target
+) -> Callable[[str], Driver]:
+    """``theory_variant(name)``: a Driver on the ``canary``, ``bare`` or ``fault`` processor."""
+
+    def variant(name: str) -> Driver:
+        return _driver(
+            request, theory_session, theory_target, _boot(theory_session, theory_target, name)
+        )
+
+    return variant
+
+
+@pytest.fixture
+def theory_run(theory_driver: Driver) -> Callable[..., Run]:
+    """``theory_run(**overrides)``: POST /run with a valid payload (overridden), as a ``Run``."""
+    return lambda **overrides: theory_driver.run(theory_driver.payload(**overrides))
+
+
+@pytest.fixture
+def theory_stream(theory_driver: Driver) -> Callable[..., Run]:
+    """``theory_stream(**overrides)``: POST /run-stream with a valid payload, as a ``Run``."""
+    return lambda **overrides: theory_driver.stream(theory_driver.payload(**overrides))

@@ -1,0 +1,186 @@
+"""pytest-theory's hooks (the ``pytest11`` entry point).
+
+``pytest --theory-ref llm/litellm@1`` collects the built-in contract suite
+(``pytest_theory/suite/test_contract.py``) for that processor. Given on the
+command line with no test paths, only the suite runs; with test paths, or with
+``theory_refs`` in the ini file, the suite runs beside your tests.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.modes import is_ci
+from pytest_theory.driver import DRIVERS
+from pytest_theory.options import TheoryOptions, add_options
+from pytest_theory.rules import RULES, rule_of
+from pytest_theory.session import SESSION, Target, TheorySession
+
+pytest_plugins = ["pytest_theory.fixtures"]
+
+#: Collected as a folder: a file outside the rootdir given as an argument gets an empty node id
+#: path in pytest 9; its folder gives ``test_contract.py::...``.
+SUITE = Path(__file__).resolve().parent / "suite"
+LOG_TAIL_LINES = 20
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "theory(ref=None, adapter=None): run this test against these "
+        "processors (refs and adapters, a string or a list)",
+    )
+    config.addinivalue_line("markers", "theory_rule(rule): the contract rule a check belongs to")
+    options = TheoryOptions.from_config(config)
+    if options.mode == "real" and is_ci():
+        raise pytest.UsageError("ERR_CI_SAFETY: --theory-mode real is refused when CI=true")
+    config.pluginmanager.register(RuleSummary(), "theory-rule-summary")
+    if options.refs:
+        _session(config).refs()  # unknown refs and broken registry files: a usage error, now
+        suite = str(SUITE)
+        if (
+            options.refs_from_command_line
+            and config.args_source is not pytest.Config.ArgsSource.ARGS
+        ):
+            config.args = [suite]  # `pytest --theory-ref X` alone: just the contract suite
+        elif suite not in config.args:
+            config.args.append(suite)
+    _stop_on_sigterm()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so fixtures tear down and containers are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _session(config: pytest.Config) -> TheorySession:
+    """The session's processors (made here for parametrisation; booted only by fixtures)."""
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        session = config.stash[SESSION] = TheorySession(TheoryOptions.from_config(config))
+    return session
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "theory_target" not in metafunc.fixturenames:
+        return
+    session = _session(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("theory")
+    refs = _as_tuple(marker.kwargs.get("ref")) if marker else ()
+    adapters = _as_tuple(marker.kwargs.get("adapter")) if marker else ()
+    targets = [
+        Target(ref, adapter)
+        for ref in (session.refs(refs) if refs else session.refs())
+        for adapter in (adapters or session.options.adapters)
+    ]
+    if not targets:
+        reason = "no processor to test: pass --theory-ref REF or mark the test @pytest.mark.theory(ref=...)"
+        metafunc.parametrize(
+            "theory_target",
+            [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+            indirect=True,
+            scope="session",
+            ids=["no-processor"],
+        )
+        return
+    metafunc.parametrize(
+        "theory_target", targets, ids=[str(t) for t in targets], indirect=True, scope="session"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("theory_target") if callspec else None
+    if isinstance(target, Target):
+        rule = rule_of(item)
+        report.user_properties.append(("theory_target", str(target)))
+        if rule:
+            report.user_properties.append(("theory_rule", rule))
+        if report.failed:
+            _add_failure_sections(item, report, rule)
+    return report
+
+
+def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: str | None) -> None:
+    if rule:
+        report.sections.append(("theory rule", f"{rule}: {RULES[rule]}"))
+    for driver in item.stash.get(DRIVERS, []):
+        if driver.last_payload is not None:
+            payload = driver.last_payload
+            text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)[:4000]
+            report.sections.append(("theory payload (last sent)", text))
+        try:
+            tail = [line for line in driver.handle.stderr().split("\n") if line][-LOG_TAIL_LINES:]
+        except Exception:  # the processor is gone: nothing to show
+            tail = []
+        if tail:
+            report.sections.append(
+                (f"processor stderr (last {LOG_TAIL_LINES} lines)", "\n".join(tail))
+            )
+
+
+class RuleSummary:
+    """Collects each check's outcome by processor and rule, and prints one line per processor.
+
+    Reads ``user_properties``, so outcomes from xdist workers count too.
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        target, rule = properties.get("theory_target"), properties.get("theory_rule")
+        if target and rule and (report.when == "call" or report.outcome != "passed"):
+            outcome = "failed" if report.failed else report.outcome
+            self.results[str(target)][str(rule)].append(outcome)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.results:
+            terminalreporter.write_sep("=", "pytest-theory: contract rules per processor")
+            for line in summarize(self.results):
+                terminalreporter.write_line(line)
+
+
+def summarize(results: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One line per processor: rules passed and failed (a rule fails when any of its checks does)."""
+    lines = []
+    for target in sorted(results):
+        by_rule = results[target]
+        failed = sorted(r for r, outcomes in by_rule.items() if "failed" in outcomes)
+        passed = sorted(
+            r for r, outcomes in by_rule.items() if "passed" in outcomes and r not in failed
+        )
+        checks = sum(len(outcomes) for outcomes in by_rule.values())
+        line = f"{target}: {len(passed)}/{len(passed) + len(failed)} rules passed ({checks} checks)"
+        lines.append(line + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return lines

@@ -1,0 +1,637 @@
+"""The contract suite: every rule of SPEC.md, checked against a real processor.
+
+Collected by ``pytest --theory-ref REF``; parametrised over refs and adapters.
+Each check is one small function with one job, marked with the rule it belongs
+to and quoting that rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from adapters.base import ProcessorHandle
+from contracts import problems
+from contracts.worldpath import determinism_receipt_path, is_under
+from pytest_theory.asserts import (
+    assert_canonical_error,
+    assert_error,
+    assert_index,
+    assert_ndjson_logs,
+    assert_no_secret,
+    assert_outputs,
+    assert_receipts,
+    assert_stream,
+    assert_success,
+)
+from pytest_theory.driver import Driver, Run
+from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpoint, property_run
+from pytest_theory.rules import rule
+from pytest_theory.session import CANARY, Target, TheorySession
+from registry import ProcessorSpec, load_spec
+
+OVERSIZED_BODY_BYTES = 8 * 1024 * 1024
+
+
+def needs_world(driver: Driver) -> None:
+    if driver.world is None:
+        pytest.skip("the processor's world is not visible from here (modal)")
+
+
+def needs_mock(session: TheorySession) -> None:
+    if session.options.mode != "mock":
+        pytest.skip("determinism is a rule of mock mode")
+
+
+def invoke(
+    session: TheorySession, target: Target, driver: Driver, **overrides: Any
+) -> dict[str, Any]:
+    """One call through the adapter, as a control plane makes it."""
+    spec = driver.spec
+    payload = driver.payload()
+    opts = {"world_root": str(session.world(target)), "build": session.options.build}
+    kwargs: dict[str, Any] = {
+        "processor_ref": str(spec.ref),
+        "mode": payload["mode"],
+        "inputs_json": payload["inputs"],
+        "write_prefix": payload["write_prefix"],
+        "execution_id": payload["execution_id"],
+        "registry_snapshot": spec.snapshot(),
+        "adapter_opts": opts,
+        "secrets_present": spec.secrets_declared,
+    }
+    kwargs.update(overrides)
+    if "adapter_opts" in overrides:
+        kwargs["adapter_opts"] = {**opts, **overrides["adapter_opts"]}
+    driver.last_payload = payload
+    envelope: dict[str, Any] = session.adapter(target.adapter).invoke(**kwargs)
+    return envelope
+
+
+def without_timing(envelope: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(envelope))
+    out.get("meta", {}).pop("duration_ms", None)
+    return out
+
+
+# -- registry and image -------------------------------------------------------------------
+
+
+@rule("registry")
+def test_registry_file_validates(theory_spec: ProcessorSpec) -> None:
+    """The registry file itself validates against a JSON Schema in contracts/."""
+    assert problems("registry", theory_spec.data) == []
+    assert load_spec(theory_spec.path).ref == theory_spec.ref
+
+
+@rule("image")
+def test_dockerfile_takes_the_base_image_as_an_argument(theory_spec: ProcessorSpec) -> None:
+    """The Dockerfile takes ARG BASE_IMAGE=python:3.11-slim."""
+    lines = [line.strip() for line in theory_spec.dockerfile.read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    assert instructions[0] == "ARG BASE_IMAGE=python:3.11-slim", instructions[0]
+    assert any(re.match(r"FROM \$\{?BASE_IMAGE\}?", line) for line in instructions)
+
+
+def _image_config(target: Target, handle: ProcessorHandle, spec: ProcessorSpec) -> dict[str, Any]:
+    """Cmd and Healthcheck: from the image (local) or the Dockerfile (inprocess)."""
+    if target.adapter == "local":
+        config: dict[str, Any] = handle.container.container.image.attrs["Config"]  # type: ignore[attr-defined]
+        return {
+            "cmd": config.get("Cmd") or [],
+            "healthcheck": " ".join((config.get("Healthcheck") or {}).get("Test", [])),
+        }
+    if target.adapter == "modal":
+        pytest.skip("the deployed image is not inspectable from here")
+    text = spec.dockerfile.read_text().replace("\\\n", " ")
+    cmd = re.findall(r"^CMD\s+(\[.*\])\s*$", text, flags=re.M)
+    health = re.findall(r"^HEALTHCHECK\s+(.*)$", text, flags=re.M)
+    return {"cmd": json.loads(cmd[-1]) if cmd else [], "healthcheck": health[-1] if health else ""}
+
+
+@rule("image")
+def test_image_has_a_healthcheck_on_healthz(
+    theory_target: Target, theory_processor: ProcessorHandle, theory_spec: ProcessorSpec
+) -> None:
+    """The Dockerfile ... has a HEALTHCHECK on /healthz."""
+    assert "/healthz" in _image_config(theory_target, theory_processor, theory_spec)["healthcheck"]
+
+
+@rule("image")
+def test_image_runs_uvicorn(
+    theory_target: Target, theory_processor: ProcessorHandle, theory_spec: ProcessorSpec
+) -> None:
+    """The Dockerfile ... runs `uvicorn app.http:app --host 0.0.0.0 --port 8000`."""
+    cmd = _image_config(theory_target, theory_processor, theory_spec)["cmd"]
+    assert cmd == ["uvicorn", "app.http:app", "--host", "0.0.0.0", "--port", "8000"]
+
+
+@rule("image")
+def test_processor_code_imports_no_django(theory_spec: ProcessorSpec) -> None:
+    """No Django inside a processor: its code imports none."""
+    found = []
+    for path in theory_spec.directory.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            line = getattr(node, "lineno", 0)
+            found += [f"{path.name}:{line}" for n in names if n.split(".")[0] == "django"]
+    assert found == [], f"Django imported at {found}"
+
+
+@rule("image")
+def test_django_cannot_be_imported_in_the_image(
+    theory_target: Target, theory_processor: ProcessorHandle
+) -> None:
+    """`import django` fails inside the image."""
+    if theory_target.adapter != "local":
+        pytest.skip("needs the image itself (local adapter)")
+    result = theory_processor.container.container.exec_run(["python", "-c", "import django"])  # type: ignore[attr-defined]
+    assert result.exit_code != 0, "`import django` succeeded inside the image"
+
+
+# -- HTTP endpoints -------------------------------------------------------------------------
+
+
+@rule("healthz")
+def test_healthz_answers_ok(theory_driver: Driver) -> None:
+    """GET /healthz -> 200 {"ok": true}."""
+    response = theory_driver.handle.client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+
+
+@rule("openapi")
+def test_openapi_describes_the_three_endpoints(theory_driver: Driver) -> None:
+    """GET /openapi.json: an OpenAPI 3 document describing the three endpoints."""
+    document = theory_driver.handle.client.get("/openapi.json").json()
+    assert str(document.get("openapi", "")).startswith("3.")
+    paths = document.get("paths", {})
+    assert "get" in paths.get("/healthz", {}) and "post" in paths.get("/run", {})
+    assert "post" in paths.get("/run-stream", {})
+
+
+@rule("success-envelope")
+def test_run_answers_one_success_envelope(theory_driver: Driver) -> None:
+    """Success (HTTP 200): one envelope; meta.image_digest comes from IMAGE_DIGEST."""
+    assert_success(theory_driver.run(), image_digest=theory_driver.handle.image_digest or None)
+
+
+@rule("outputs")
+def test_outputs_are_declared_and_match_their_bytes(
+    theory_driver: Driver, theory_spec: ProcessorSpec
+) -> None:
+    """P/outputs/** holds the artifacts; cid is BLAKE3 of the bytes; every output is declared."""
+    needs_world(theory_driver)
+    run = theory_driver.run()
+    assert run.status == 200, run.text[:500]
+    assert_outputs(run, theory_spec)
+
+
+@rule("index")
+def test_index_is_sorted_canonical_json_of_the_outputs(theory_driver: Driver) -> None:
+    """P/outputs.json: entries sorted by path, bytes exactly json.dumps(sort_keys, compact), UTF-8."""
+    needs_world(theory_driver)
+    run = theory_driver.run()
+    assert run.status == 200, run.text[:500]
+    assert_index(run)
+
+
+@rule("receipts")
+def test_both_receipts_are_written_and_not_listed(
+    theory_driver: Driver, theory_spec: ProcessorSpec
+) -> None:
+    """receipt.json and determinism.json with their fields; receipts are never listed as outputs."""
+    needs_world(theory_driver)
+    run = theory_driver.run()
+    assert run.status == 200, run.text[:500]
+    assert_receipts(run, theory_spec)
+
+
+@rule("determinism")
+def test_mock_outputs_do_not_depend_on_the_execution(
+    theory_driver: Driver, theory_session: TheorySession
+) -> None:
+    """In mock mode the same inputs give byte-identical outputs whatever the execution id or time."""
+    needs_mock(theory_session)
+    first = theory_driver.run()
+    time.sleep(0.05)
+    second = theory_driver.run()
+    cids = [sorted(o["cid"] for o in r.envelope["outputs"]) for r in (first, second)]
+    assert cids[0] == cids[1], "the same inputs gave different outputs"
+
+
+@rule("confinement")
+def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
+    """P/outputs/** ... and nothing else anywhere (besides the determinism receipt)."""
+    needs_world(theory_driver)
+    before = theory_driver.world_files()
+    run = theory_driver.run()
+    assert run.status == 200, run.text[:500]
+    added = {p for p, size in theory_driver.world_files().items() if before.get(p) != size}
+    allowed = {
+        p
+        for p in added
+        if is_under(p, run.prefix) or p == determinism_receipt_path(run.execution_id)
+    }
+    assert added - allowed == set(), "written outside the prefix"
+    assert not [p for p in added if ".tmp" in p], "a temporary file was left behind"
+
+
+@rule("confinement")
+def test_a_refused_run_writes_nothing(theory_driver: Driver) -> None:
+    """Bad input gets a canonical error and loses nothing: nothing is written."""
+    needs_world(theory_driver)
+    before = theory_driver.world_files()
+    theory_driver.run(theory_driver.payload(mode="smoke"))
+    theory_driver.run(theory_driver.payload(write_prefix="/artifacts/no-placeholder/"))
+    assert theory_driver.world_files() == before
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+@rule("errors")
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"schema": "v1"}', b'{"execution_id": 5}'],
+    ids=["not-json", "not-an-object", "missing-fields", "wrong-type"],
+)
+def test_err_payload_for_bodies_that_are_not_payloads(theory_driver: Driver, body: bytes) -> None:
+    """ERR_PAYLOAD 400: body not JSON, not an object, a field missing or of the wrong type."""
+    assert_error(
+        theory_driver.run(content=body, headers={"content-type": "application/json"}), "ERR_PAYLOAD"
+    )
+
+
+@rule("errors")
+def test_err_payload_415_for_a_wrong_content_type(theory_driver: Driver) -> None:
+    """ERR_PAYLOAD with 415 for a wrong Content-Type."""
+    body = json.dumps(theory_driver.payload()).encode()
+    assert_error(
+        theory_driver.run(content=body, headers={"content-type": "text/plain"}), "ERR_PAYLOAD", 415
+    )
+
+
+@rule("errors")
+def test_err_payload_413_over_the_body_limit(theory_driver: Driver) -> None:
+    """ERR_PAYLOAD with 413 over the body limit."""
+    body = b'{"pad": "' + b"x" * OVERSIZED_BODY_BYTES + b'"}'
+    assert_error(
+        theory_driver.run(content=body, headers={"content-type": "application/json"}),
+        "ERR_PAYLOAD",
+        413,
+    )
+
+
+def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
+    from contracts.schemas import inputs_validator
+
+    validator = inputs_validator(spec.inputs_schema)
+    for candidate in (
+        {},
+        {"schema": "v0"},
+        {"schema": "v1", "params": 7},
+        {"theory_unexpected": True},
+    ):
+        if not validator.is_valid(candidate):
+            return candidate
+    pytest.skip("the registry inputs schema accepts every object")
+
+
+@rule("errors")
+def test_err_inputs_when_the_registry_schema_refuses_them(
+    theory_driver: Driver, theory_spec: ProcessorSpec
+) -> None:
+    """ERR_INPUTS 400: inputs fails the registry schema."""
+    assert_error(
+        theory_driver.run(theory_driver.payload(inputs=_refused_inputs(theory_spec))), "ERR_INPUTS"
+    )
+
+
+@rule("errors")
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "/artifacts/outputs/",
+        "/artifacts/{execution_id}",
+        "/plan/{execution_id}/",
+        "/artifacts/../{execution_id}/",
+        "/artifacts/%2e%2e/{execution_id}/",
+    ],
+    ids=["no-placeholder", "no-trailing-slash", "not-artifacts", "traversal", "encoded-traversal"],
+)
+def test_err_write_prefix(theory_driver: Driver, prefix: str) -> None:
+    """ERR_WRITE_PREFIX 400: not a valid /artifacts/ world path, no {execution_id}, no trailing /."""
+    assert_error(theory_driver.run(theory_driver.payload(write_prefix=prefix)), "ERR_WRITE_PREFIX")
+
+
+@rule("errors")
+def test_err_mode_for_anything_but_mock_or_real(theory_driver: Driver) -> None:
+    """ERR_MODE 400: mode not mock/real."""
+    assert_error(theory_driver.run(theory_driver.payload(mode="smoke")), "ERR_MODE")
+
+
+@rule("errors")
+def test_err_missing_secret_in_real_mode(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
+    """ERR_MISSING_SECRET 500: real mode and a required secret is absent."""
+    if not theory_spec.secrets_required:
+        pytest.skip("the registry requires no secret")
+    bare = theory_variant("bare")
+    assert_error(bare.run(bare.payload(mode="real")), "ERR_MISSING_SECRET")
+
+
+@rule("errors")
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("provider", "ERR_PROVIDER"), ("timeout", "ERR_TIMEOUT"), ("internal", "ERR_INTERNAL")],
+)
+def test_err_for_provider_timeout_and_internal_failures(
+    theory_variant: Any, fault: str, code: str
+) -> None:
+    """ERR_PROVIDER 502, ERR_TIMEOUT 504 (runtime.timeout_s), ERR_INTERNAL 500, never a framework page.
+
+    Provoked through the runtime's fault injection (THEORY_FAULT_INJECTION=1, meta.fault).
+    """
+    faulty = theory_variant("fault")
+    assert_error(
+        faulty.run(faulty.payload(mode="mock", meta={"trace_id": "fault", "fault": fault})), code
+    )
+
+
+@rule("errors")
+def test_error_envelopes_are_canonical_and_carry_meta(theory_driver: Driver) -> None:
+    """Error envelopes carry meta.image_digest (from IMAGE_DIGEST) and meta.env_fingerprint."""
+    digest = theory_driver.handle.image_digest or None
+    for run in (
+        theory_driver.run(content=b"{", headers={"content-type": "application/json"}),
+        theory_driver.run(theory_driver.payload(mode="smoke")),
+        theory_driver.run(theory_driver.payload(write_prefix="/artifacts/x/")),
+    ):
+        assert_canonical_error(run, image_digest=digest)
+
+
+@rule("errors")
+def test_fuzzed_run_payloads_get_envelopes_never_5xx(
+    theory_driver: Driver, theory_session: TheorySession
+) -> None:
+    """Fuzzing /openapi.json's /run: every answer a valid envelope with its status, no 5xx (mock)."""
+    sent = fuzz_endpoint(
+        theory_driver.handle,
+        "POST",
+        "/run",
+        theory_session.options.fuzz_examples,
+        check_run_answer,
+    )
+    assert sent >= 1
+
+
+# -- streaming ---------------------------------------------------------------------------
+
+
+@rule("stream")
+def test_stream_ends_in_one_done_equal_to_run(
+    theory_driver: Driver, theory_spec: ProcessorSpec
+) -> None:
+    """Zero or more progress/log/token events with JSON data, then exactly one `done` whose data
+    is the envelope /run would have returned."""
+    streamed = theory_driver.stream()
+    assert_stream(streamed)
+    ran = theory_driver.run()
+    assert streamed.envelope["status"] == ran.envelope["status"] == "success"
+
+    def shape(run: Run) -> Any:
+        envelope = without_timing(run.envelope)
+        envelope["execution_id"] = "X"
+        envelope["index_path"] = envelope["index_path"].replace(run.prefix, "P/")
+        envelope["outputs"] = sorted(
+            (
+                {"path": o["path"].replace(run.prefix, "P/"), "mime": o["mime"]}
+                for o in envelope["outputs"]
+            ),
+            key=lambda o: o["path"],
+        )
+        return envelope
+
+    assert shape(streamed) == shape(ran)
+    if theory_driver.world is not None:
+        assert_outputs(streamed, theory_spec)
+
+
+@rule("stream")
+def test_stream_errors_end_in_done_too(theory_driver: Driver) -> None:
+    """Errors, including bad payloads, also end in `done` with an error envelope."""
+    for run in (
+        theory_driver.stream(content=b"nope", headers={"content-type": "application/json"}),
+        theory_driver.stream(theory_driver.payload(mode="smoke")),
+    ):
+        envelope = assert_stream(run)
+        assert envelope["status"] == "error"
+
+
+@rule("stream")
+def test_fuzzed_stream_payloads_end_in_done(
+    theory_driver: Driver, theory_session: TheorySession
+) -> None:
+    """Fuzzing /run-stream: always a stream that ends in exactly one `done` carrying an envelope."""
+    sent = fuzz_endpoint(
+        theory_driver.handle,
+        "POST",
+        "/run-stream",
+        theory_session.options.fuzz_examples,
+        check_stream_answer,
+    )
+    assert sent >= 1
+
+
+# -- logs and secrets ------------------------------------------------------------------------
+
+
+@rule("logs")
+def test_stdout_stays_empty(
+    theory_target: Target, theory_driver: Driver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Stdout stays empty (server access logs included)."""
+    if theory_target.adapter == "modal":
+        pytest.skip("a deployed function's output is not visible from here")
+    capfd.readouterr()
+    theory_driver.run()
+    theory_driver.run(content=b"{", headers={"content-type": "application/json"})
+    theory_driver.stream()
+    stdout = theory_driver.handle.stdout()
+    if stdout is None:  # in-process: this process's own stdout is where a print would go
+        stdout = capfd.readouterr().out
+    assert stdout == "", f"stdout is not empty: {stdout[:500]!r}"
+
+
+@rule("logs")
+def test_stderr_is_ndjson(theory_target: Target, theory_driver: Driver) -> None:
+    """Processors log NDJSON to stderr only: every line a JSON object with ts, level, event, service."""
+    if theory_target.adapter == "modal":
+        pytest.skip("a deployed function's logs live on Modal")
+    theory_driver.run()
+    theory_driver.run(content=b"{", headers={"content-type": "application/json"})
+    assert assert_ndjson_logs(theory_driver.handle.stderr())
+
+
+@rule("logs")
+def test_runs_log_start_settle_and_refusals(theory_target: Target, theory_driver: Driver) -> None:
+    """Every run logs http.run.start and http.run.settle (with status and elapsed_ms), tagged with
+    execution_id and trace_id; a refused request logs http.run.error with a reason."""
+    if theory_target.adapter == "modal":
+        pytest.skip("a deployed function's logs live on Modal")
+    ok = theory_driver.run()
+    refused = theory_driver.run(theory_driver.payload(mode="smoke"))
+    records = []
+    for line in theory_driver.handle.stderr().split("\n"):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+
+    def of(run: Run) -> dict[str, dict[str, Any]]:
+        return {r["event"]: r for r in records if r.get("execution_id") == run.execution_id}
+
+    mine = of(ok)
+    assert {"http.run.start", "http.run.settle"} <= set(mine), f"logged for the run: {sorted(mine)}"
+    settle = mine["http.run.settle"]
+    assert settle.get("trace_id") == ok.payload["meta"]["trace_id"]
+    assert "status" in settle and "elapsed_ms" in settle
+    error = of(refused).get("http.run.error")
+    assert error is not None and error.get("reason"), (
+        "no http.run.error with a reason for a refusal"
+    )
+
+
+@rule("secrets")
+def test_secret_values_appear_nowhere(
+    theory_variant: Any, theory_spec: ProcessorSpec, theory_target: Target
+) -> None:
+    """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (a canary is set)."""
+    if not theory_spec.secrets_declared:
+        pytest.skip("the registry declares no secret")
+    canary = theory_variant("canary")
+    runs = [
+        canary.run(),
+        canary.run(canary.payload(mode="real")),
+        canary.stream(),
+        canary.run(canary.payload(inputs={"theory": "refused"})),
+    ]
+    texts = [run.text for run in runs] + [canary.handle.stderr(), canary.handle.stdout() or ""]
+    if canary.world is not None:
+        for run in runs:
+            texts += [
+                p.read_text(errors="replace")
+                for p in canary.world.joinpath(run.prefix.lstrip("/")).rglob("*")
+                if p.is_file()
+            ]
+    assert runs[0].status == 200, runs[0].text[:300]
+    assert_no_secret(CANARY, texts)
+
+
+# -- adapters: CI safety, digest drift, concurrency -------------------------------------------
+
+
+@rule("ci-safety")
+def test_the_processor_refuses_real_under_ci(theory_variant: Any) -> None:
+    """With CI=true, real is refused with ERR_CI_SAFETY ... by the processor itself."""
+    canary = theory_variant("canary")  # CI=true in its environment
+    assert_error(canary.run(canary.payload(mode="real")), "ERR_CI_SAFETY")
+
+
+@rule("ci-safety")
+def test_the_adapter_refuses_real_under_ci_before_starting_anything(
+    theory_session: TheorySession,
+    theory_target: Target,
+    theory_driver: Driver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With CI=true, real is refused with ERR_CI_SAFETY by the adapters before any container starts."""
+    monkeypatch.setenv("CI", "true")
+    count = _container_count(theory_session, theory_target)
+    envelope = invoke(theory_session, theory_target, theory_driver, mode="real")
+    assert envelope["status"] == "error" and envelope["error"]["code"] == "ERR_CI_SAFETY", envelope
+    assert _container_count(theory_session, theory_target) == count, "a container was started"
+
+
+def _container_count(session: TheorySession, target: Target) -> int:
+    if target.adapter != "local":
+        return 0
+    from adapters.containers import managed_containers
+
+    return len(managed_containers(session.adapter("local").docker()))
+
+
+@rule("digest-drift")
+def test_a_drifted_digest_is_reported(
+    theory_session: TheorySession, theory_target: Target, theory_driver: Driver
+) -> None:
+    """A digest other than the expected one is ERR_IMAGE_DIGEST_MISMATCH; repo@sha256:x equals sha256:x."""
+    actual = theory_driver.handle.image_digest
+    if not actual:
+        pytest.skip("the image's digest is not known here")
+    same = invoke(
+        theory_session,
+        theory_target,
+        theory_driver,
+        adapter_opts={"expected_digest": f"registry.example/any/repo@{actual}"},
+    )
+    assert same["status"] == "success", same
+    drifted = invoke(
+        theory_session,
+        theory_target,
+        theory_driver,
+        adapter_opts={"expected_digest": "sha256:" + "0" * 64},
+    )
+    assert (
+        drifted["status"] == "error" and drifted["error"]["code"] == "ERR_IMAGE_DIGEST_MISMATCH"
+    ), drifted
+
+
+@rule("concurrency")
+def test_concurrent_runs_with_separate_prefixes_all_succeed(
+    theory_session: TheorySession, theory_target: Target, theory_driver: Driver
+) -> None:
+    """Ten concurrent invokes, each with its own prefix, all succeed with their own outputs."""
+    with ThreadPoolExecutor(10) as pool:
+        envelopes = list(
+            pool.map(
+                lambda _: invoke(
+                    theory_session,
+                    theory_target,
+                    theory_driver,
+                    execution_id=theory_driver.payload()["execution_id"],
+                ),
+                range(10),
+            )
+        )
+    assert all(e["status"] == "success" for e in envelopes), [e.get("error") for e in envelopes]
+    assert len({e["index_path"] for e in envelopes}) == 10
+
+
+@rule("properties")
+def test_generated_inputs_get_envelopes_never_5xx(
+    theory_driver: Driver, theory_spec: ProcessorSpec, theory_session: TheorySession
+) -> None:
+    """Inputs generated from the registry's inputs schema: an envelope every time, never a 5xx;
+    a success's outputs match their bytes (hypothesis-jsonschema)."""
+
+    def run(inputs: dict[str, Any]) -> None:
+        result = theory_driver.run(theory_driver.payload(inputs=inputs, mode="mock"))
+        assert result.status < 500, (
+            f"HTTP {result.status} for schema-valid inputs: {result.text[:300]}"
+        )
+        if result.status == 200 and theory_driver.world is not None:
+            assert_outputs(result, theory_spec)
+        elif result.status != 200:
+            assert_error(result, "ERR_INPUTS")
+
+    property_run(theory_spec.inputs_schema, theory_session.options.property_examples, run)

@@ -1,0 +1,217 @@
+"""The plugin as its users run it: pytester sessions against real and deliberately broken processors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.containers import LABEL_OWNER, managed_containers
+from tests.conftest import REPO, our_containers
+from tests.plugin.conftest import BREAKS, QUICK, make_broken, summaries
+
+docker = pytest.mark.docker
+
+
+def rules_of(result: Any) -> dict[str, dict[str, object]]:
+    return summaries(result.stdout.str())
+
+
+def assert_green(result: Any) -> None:
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    assert (
+        outcomes.get("passed", 0) > 0 and not outcomes.get("failed") and not outcomes.get("errors")
+    )
+
+
+# -- the suite against real processors ------------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["local", "inprocess"])
+@pytest.mark.usefixtures("no_leaks")
+def test_the_suite_passes_for_llm_litellm(pytester: pytest.Pytester, adapter: str) -> None:
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", "llm/litellm@1", "--theory-adapter", adapter, *QUICK
+    )
+    assert_green(result)
+    summary = rules_of(result)[f"llm/litellm@1-{adapter}"]
+    assert summary["failed"] == set() and summary["passed"] == summary["ran"] == 18
+    assert summary["checks"] >= 25
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_all_covers_every_processor_in_parallel(
+    pytester: pytest.Pytester, docker_client: Any
+) -> None:
+    result = pytester.runpytest_subprocess("-n", "2", "--theory-ref", "all", *QUICK)
+    assert_green(result)
+    assert set(rules_of(result)) == {"llm/litellm@1-local", "replicate/generic@1-local"}
+
+
+def test_only_the_suite_runs_when_refs_are_the_only_argument(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="def test_mine():\n    assert True\n")
+    alone = pytester.runpytest_subprocess(
+        "--theory-ref", "llm/litellm@1", "--theory-adapter", "inprocess", "--collect-only", "-q"
+    )
+    assert "test_mine" not in alone.stdout.str()
+    both = pytester.runpytest_subprocess(
+        ".",
+        "--theory-ref",
+        "llm/litellm@1",
+        "--theory-adapter",
+        "inprocess",
+        "--collect-only",
+        "-q",
+    )
+    assert "test_mine" in both.stdout.str() and "test_contract.py" in both.stdout.str()
+
+
+def test_every_option_can_be_set_in_the_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\ntheory_refs = llm/litellm@1\ntheory_adapter = inprocess\ntheory_fuzz_examples = 5\n"
+        "theory_property_examples = 3\ntheory_mode = mock\ntheory_build = never\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert_green(result)
+    assert "llm/litellm@1-inprocess: 18/18 rules passed" in result.stdout.str()
+
+
+def test_real_mode_under_ci_exits_with_err_ci_safety(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("--theory-ref", "llm/litellm@1", "--theory-mode", "real")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERR_CI_SAFETY" in result.stderr.str()
+
+
+def test_an_unknown_ref_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--theory-ref", "nope/nope@1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown processor ref nope/nope@1" in result.stderr.str()
+
+
+# -- broken processors: the suite fails on the rule that was broken, and no other ----------------
+
+
+@docker
+@pytest.mark.usefixtures("no_leaks")
+def test_the_compliant_template_passes_every_rule(
+    pytester: pytest.Pytester, broken_root: Path
+) -> None:
+    ref = make_broken(broken_root, "echo")
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", ref, "--theory-registry", str(broken_root), *QUICK
+    )
+    assert_green(result)
+    assert rules_of(result)[f"{ref}-local"]["failed"] == set()
+
+
+@docker
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize(("name", "broken_rule"), sorted(BREAKS.items()))
+def test_a_broken_processor_fails_only_its_rule(
+    pytester: pytest.Pytester, broken_root: Path, name: str, broken_rule: str
+) -> None:
+    ref = make_broken(broken_root, name)
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", ref, "--theory-registry", str(broken_root), *QUICK
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    summary = rules_of(result)[f"{ref}-local"]
+    assert summary["failed"] == {broken_rule}, result.stdout.str()[-3000:]
+
+
+@docker
+@pytest.mark.usefixtures("no_leaks")
+def test_failure_reports_show_rule_payload_and_stderr(
+    pytester: pytest.Pytester, broken_root: Path
+) -> None:
+    ref = make_broken(broken_root, "unsorted_index")
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", ref, "--theory-registry", str(broken_root), "-k", "index", *QUICK
+    )
+    output = result.stdout.str()
+    assert "theory rule" in output and "index: §3 P/outputs.json" in output
+    assert "theory payload (last sent)" in output and '"execution_id": "t-' in output
+    assert "processor stderr (last 20 lines)" in output and '"event": "http.run.settle"' in output
+    assert "index entries are not sorted by path" in output
+
+
+# -- interrupts ---------------------------------------------------------------------------------
+
+
+def _containers_of(docker_client: Any, pid: int) -> list[str]:
+    return [
+        c.name
+        for c in managed_containers(docker_client)
+        if c.labels.get(LABEL_OWNER, "").split(":")[1:2] == [str(pid)]
+    ]
+
+
+@pytest.mark.fault
+@docker
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_session_leaves_no_container(
+    docker_client: Any, tmp_path: Path, signum: int
+) -> None:
+    before = our_containers(docker_client)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--theory-ref",
+            "llm/litellm@1",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not _containers_of(docker_client, child.pid):
+        assert child.poll() is None and time.monotonic() < deadline, (
+            "the session never booted a container"
+        )
+        time.sleep(0.2)
+    child.send_signal(signum)
+    assert child.wait(120) != 0
+    assert _containers_of(docker_client, child.pid) == []
+    assert our_containers(docker_client) <= before  # nothing new (the run may reap older orphans)
+    assert REPO.exists()
+
+
+# -- the examples, as their users run them ------------------------------------------------------
+
+
+@docker
+@pytest.mark.usefixtures("no_leaks")
+def test_the_authors_example_tests_pass(pytester: pytest.Pytester) -> None:
+    pytester.copy_example(str(REPO / "examples" / "test_processor_author.py"))
+    result = pytester.runpytest_subprocess("test_processor_author.py", "-p", "no:cacheprovider")
+    assert_green(result)
+    assert result.parseoutcomes()["passed"] == 4
+
+
+def test_the_ci_example_gates_on_the_suite() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((REPO / "examples/ci/pull-request.yml").read_text())
+    steps = " ".join(step.get("run", "") for step in workflow["jobs"]["contract"]["steps"])
+    assert (
+        "--theory-ref all" in steps and "scripts/setup" in steps and "theory-images check" in steps
+    )
+    assert workflow["jobs"]["contract"]["env"]["CI"] == "true"
