@@ -1,0 +1,1 @@
+"""Control-plane tools: docs_export, scaffold_processor, modalctl."""

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LeasesConfig(AppConfig):
+    name = "django_project.apps.leases"
+    label = "leases"
+    verbose_name = "Path leases"

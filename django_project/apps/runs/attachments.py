@@ -1,0 +1,68 @@
+"""``--attach name=path``: files stored in the world, and ``{"$attach": name}`` rewritten to them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from contracts.hashing import cid_of_file
+from django_project.apps.storage.store import ArtifactRef, ArtifactStore, guess_mime
+
+
+class AttachmentError(ValueError):
+    pass
+
+
+def parse_attach(values: list[str]) -> dict[str, Path]:
+    """``["image=photo.jpg", ...]`` -> ``{"image": Path("photo.jpg")}``, checking each file exists."""
+    attachments: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise AttachmentError(f"--attach {value!r}: expected name=path")
+        if name in attachments:
+            raise AttachmentError(f"--attach {name}: given twice")
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise AttachmentError(f"--attach {name}: attachment file not found: {path}")
+        attachments[name] = file
+    return attachments
+
+
+def store_attachments(store: ArtifactStore, attachments: dict[str, Path]) -> dict[str, ArtifactRef]:
+    """Each file at ``/artifacts/inputs/<cid>/<file name>``: the same bytes always land in one place."""
+    stored = {}
+    for name, file in attachments.items():
+        cid, _ = cid_of_file(file)
+        stored[name] = store.put_file(
+            f"/artifacts/inputs/{cid[3:]}/{file.name}", file, mime=guess_mime(file.name)
+        )
+    return stored
+
+
+def referenced(value: Any) -> set[str]:
+    """The attachment names ``{"$attach": name}`` references in ``value``."""
+    if isinstance(value, dict):
+        if set(value) == {"$attach"}:
+            return {str(value["$attach"])}
+        return set().union(*(referenced(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(referenced(v) for v in value)) if value else set()
+    return set()
+
+
+def rewrite(value: Any, stored: dict[str, ArtifactRef]) -> Any:
+    """Every ``{"$attach": name}`` becomes ``{"$artifact": path, "cid": ..., "mime": ...}``."""
+    if isinstance(value, dict):
+        if set(value) == {"$attach"}:
+            name = value["$attach"]
+            if name not in stored:
+                raise AttachmentError(
+                    f"--inputs-json refers to attachment {name!r}, but no --attach {name}=PATH was given"
+                )
+            ref = stored[name]
+            return {"$artifact": ref.path, "cid": ref.cid, "mime": ref.mime}
+        return {k: rewrite(v, stored) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewrite(v, stored) for v in value]
+    return value

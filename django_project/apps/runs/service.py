@@ -1,0 +1,330 @@
+"""Running a processor for the control plane: admission, the run, settlement, all recorded.
+
+Order of a run (each step an event in the ledger):
+
+1. CI safety: ``real`` under ``CI=true`` is refused here, before anything starts.
+2. Admission: admission predicates, the policy's ceiling, and the budget
+   reservation (one conditional UPDATE); a refusal reserves nothing.
+3. Attachments are stored in the world and ``$attach`` references rewritten.
+4. A lease on the write prefix (a no-op while ``LEASES_ENABLED`` is False).
+5. The run through the adapter, retried for transient adapter failures only.
+6. Success predicates, then settlement: spent on success, released on failure.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+from adapters import get_adapter
+from adapters.base import OnEvent
+from contracts.errors import TRANSIENT_ADAPTER_CODES, ContractError, ErrorCode, error_envelope
+from contracts.hashing import inputs_hash
+from contracts.modes import resolve_mode
+from contracts.worldpath import determinism_receipt_path, expand_write_prefix
+from django_project.apps.leases.leases import LeaseManager
+from django_project.apps.runs import budget, ledger, predicates
+from django_project.apps.runs.attachments import rewrite, store_attachments
+from django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from django_project.apps.runs.policies import policy_for
+from django_project.apps.storage.store import ArtifactStore
+from processors.runtime.logs import NdjsonLogger
+from registry import ProcessorSpec
+
+Kind = LedgerEvent.Kind
+
+
+@dataclass
+class RunRequest:
+    spec: ProcessorSpec
+    inputs: dict[str, Any]
+    write_prefix: str
+    adapter: str = "local"
+    mode: str = "mock"
+    adapter_opts: dict[str, Any] = field(default_factory=dict)
+    attachments: dict[str, Path] = field(default_factory=dict)
+    plan: Plan | None = None
+    stream: bool = False
+    on_event: OnEvent | None = None
+    execution_id: str = field(default_factory=lambda: f"e-{uuid.uuid4().hex}")
+
+
+@dataclass
+class RunOutcome:
+    execution: Execution
+    envelope: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.envelope.get("status") == "success"
+
+
+class RunService:
+    """Runs processors through adapters it creates on first use; ``close()`` removes their containers."""
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        *,
+        world_root: str | Path,
+        logger: NdjsonLogger | None = None,
+        leases: LeaseManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.store = store
+        self.world_root = Path(world_root)
+        self.logger = logger or NdjsonLogger("control-plane", stream=sys.stderr)
+        self.leases = leases or LeaseManager()
+        self.sleep = sleep
+        self._adapters: dict[str, Any] = {}
+
+    def adapter(self, name: str) -> Any:
+        if name not in self._adapters:
+            self._adapters[name] = get_adapter(name)
+        return self._adapters[name]
+
+    def close(self) -> None:
+        for adapter in self._adapters.values():
+            adapter.close()
+        self._adapters = {}
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        spec = request.spec
+        predicates.check_known(spec)
+        execution = Execution.objects.create(
+            id=request.execution_id,
+            plan=request.plan,
+            ref=str(spec.ref),
+            adapter=request.adapter,
+            mode=request.mode,
+            write_prefix=request.write_prefix,
+            registry_snapshot=spec.snapshot(),
+        )
+        plan_key = request.plan.key if request.plan else ""
+        log = self._log_for(execution)
+        try:
+            resolve_mode(request.mode)
+        except ContractError as exc:
+            return self._refuse(execution, plan_key, exc)
+        policy = policy_for(spec)
+        refusal = self._admit(execution, request, policy.reserve_usd_micro, policy.max_usd_micro)
+        if refusal is not None:
+            return self._refuse(execution, plan_key, refusal)
+        ledger.append(
+            Kind.ADMISSION,
+            execution_id=execution.id,
+            plan_key=plan_key,
+            data={
+                "ref": execution.ref,
+                "adapter": execution.adapter,
+                "mode": execution.mode,
+                "reserved_usd_micro": execution.reserved_usd_micro,
+                "predicates": execution.predicates,
+            },
+        )
+        log("execution.admitted", reserved_usd_micro=execution.reserved_usd_micro)
+        try:
+            inputs = rewrite(request.inputs, store_attachments(self.store, request.attachments))
+            execution.inputs_hash = inputs_hash(inputs)
+            execution.prefix = expand_write_prefix(request.write_prefix, execution.id)
+            with self.leases(
+                plan_key or execution.id,
+                [{"kind": "prefix", "path": execution.prefix}],
+                reason=f"execution {execution.id}",
+                ttl_s=policy.lease_ttl_s,
+            ):
+                envelope = self._attempts(execution, request, inputs, plan_key, policy, log)
+        except Exception:
+            self._release(execution)
+            raise
+        return self._settle(execution, request, envelope, plan_key, log)
+
+    def _log_for(self, execution: Execution) -> Callable[..., None]:
+        def log(event: str, level: str = "info", **fields: Any) -> None:
+            self.logger.log(
+                event,
+                level,
+                execution_id=execution.id,
+                trace_id=execution.id,
+                ref=execution.ref,
+                **fields,
+            )
+
+        return log
+
+    def _admit(
+        self, execution: Execution, request: RunRequest, reserve: int, ceiling: int
+    ) -> ContractError | None:
+        context = predicates.Context(store=self.store, plan=request.plan)
+        outcomes = predicates.evaluate(request.spec, "admission", context)
+        execution.predicates = {"admission": [o.as_dict() for o in outcomes]}
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            return ContractError(
+                ErrorCode.ERR_PREDICATE,
+                f"admission predicate {failed[0].id} failed: {failed[0].detail}",
+            )
+        if reserve > ceiling:
+            return ContractError(
+                ErrorCode.ERR_BUDGET,
+                f"a run reserves {reserve} µUSD, over the policy's ceiling of {ceiling}",
+            )
+        if request.plan is not None and reserve:
+            try:
+                budget.reserve(request.plan.pk, reserve)
+            except budget.BudgetRefused as exc:
+                return ContractError(ErrorCode.ERR_BUDGET, str(exc))
+            execution.reserved_usd_micro = reserve
+        execution.save(update_fields=["predicates", "reserved_usd_micro"])
+        return None
+
+    def _refuse(self, execution: Execution, plan_key: str, exc: ContractError) -> RunOutcome:
+        envelope = error_envelope(exc.code, exc.message, execution_id=execution.id)
+        execution.status = Execution.Status.REFUSED
+        execution.error_code = exc.code.value
+        execution.envelope = envelope
+        execution.finished_at = timezone.now()
+        execution.save()
+        ledger.append(
+            Kind.REFUSAL,
+            execution_id=execution.id,
+            plan_key=plan_key,
+            data={"code": exc.code.value, "message": exc.message},
+        )
+        self._log_for(execution)(
+            "execution.refused", "warn", code=exc.code.value, message=exc.message
+        )
+        return RunOutcome(execution, envelope)
+
+    def _attempts(
+        self,
+        execution: Execution,
+        request: RunRequest,
+        inputs: dict[str, Any],
+        plan_key: str,
+        policy: Any,
+        log: Callable[..., None],
+    ) -> dict[str, Any]:
+        execution.status = Execution.Status.RUNNING
+        execution.started_at = timezone.now()
+        execution.save()
+        ledger.append(
+            Kind.START,
+            execution_id=execution.id,
+            plan_key=plan_key,
+            data={"inputs_hash": execution.inputs_hash, "prefix": execution.prefix},
+        )
+        opts = {"world_root": str(self.world_root), **request.adapter_opts}
+        adapter = self.adapter(request.adapter)
+        while True:
+            execution.attempts += 1
+            log(
+                "execution.start",
+                attempt=execution.attempts,
+                adapter=request.adapter,
+                mode=request.mode,
+            )
+            envelope: dict[str, Any] = adapter.invoke(
+                processor_ref=str(request.spec.ref),
+                mode=request.mode,
+                inputs_json=inputs,
+                write_prefix=request.write_prefix,
+                execution_id=execution.id,
+                registry_snapshot=execution.registry_snapshot,
+                adapter_opts=opts,
+                secrets_present=request.spec.secrets_declared,
+                stream=request.stream,
+                on_event=request.on_event,
+            )
+            code = envelope.get("error", {}).get("code")
+            transient = code is not None and ErrorCode(code) in TRANSIENT_ADAPTER_CODES
+            if not transient or execution.attempts >= policy.max_attempts:
+                return envelope
+            pause = policy.backoff_s(execution.attempts)
+            ledger.append(
+                Kind.RETRY,
+                execution_id=execution.id,
+                plan_key=plan_key,
+                data={"attempt": execution.attempts, "code": code, "backoff_s": pause},
+            )
+            log("execution.retry", "warn", attempt=execution.attempts, code=code, backoff_s=pause)
+            self.sleep(pause)
+
+    def _settle(
+        self,
+        execution: Execution,
+        request: RunRequest,
+        envelope: dict[str, Any],
+        plan_key: str,
+        log: Callable[..., None],
+    ) -> RunOutcome:
+        execution.envelope = envelope
+        execution.finished_at = timezone.now()
+        if execution.started_at:
+            execution.duration_ms = int(
+                (execution.finished_at - execution.started_at).total_seconds() * 1000
+            )
+        if envelope.get("status") == "success":
+            execution.index_path = envelope["index_path"]
+            execution.receipt_path = execution.prefix + "receipt.json"
+            execution.determinism_path = determinism_receipt_path(execution.id)
+            context = predicates.Context(
+                store=self.store, plan=request.plan, prefix=execution.prefix, envelope=envelope
+            )
+            outcomes = predicates.evaluate(request.spec, "success", context)
+            execution.predicates = {
+                **execution.predicates,
+                "success": [o.as_dict() for o in outcomes],
+            }
+            failed = [o for o in outcomes if not o.ok]
+            if failed:
+                envelope = error_envelope(
+                    ErrorCode.ERR_PREDICATE,
+                    f"success predicate {failed[0].id} failed: {failed[0].detail}",
+                    execution_id=execution.id,
+                    image_digest=envelope["meta"]["image_digest"],
+                    env_fingerprint=envelope["meta"]["env_fingerprint"],
+                )
+        if envelope.get("status") == "success":
+            execution.status = Execution.Status.SUCCEEDED
+            if request.plan is not None and execution.reserved_usd_micro:
+                execution.cost_usd_micro = budget.settle(
+                    request.plan.pk, execution.reserved_usd_micro, execution.reserved_usd_micro
+                )
+            kind, data = Kind.SETTLEMENT, {"cost_usd_micro": execution.cost_usd_micro}
+        else:
+            self._release(execution)
+            execution.status = Execution.Status.FAILED
+            execution.error_code = envelope["error"]["code"]
+            kind, data = (
+                Kind.FAILURE,
+                {"code": execution.error_code, "message": envelope["error"]["message"]},
+            )
+        execution.save()
+        ledger.append(
+            kind,
+            execution_id=execution.id,
+            plan_key=plan_key,
+            data={**data, "status": execution.status, "attempts": execution.attempts},
+        )
+        log(
+            "execution.settled",
+            status=execution.status,
+            cost_usd_micro=execution.cost_usd_micro,
+            duration_ms=execution.duration_ms,
+        )
+        return RunOutcome(execution, envelope)
+
+    def _release(self, execution: Execution) -> None:
+        if execution.plan_id is not None and execution.reserved_usd_micro:
+            budget.release(execution.plan_id, execution.reserved_usd_micro)
+            execution.reserved_usd_micro = 0

@@ -1,0 +1,1 @@
+"""The artifact world: ``ArtifactStore`` and its filesystem implementation."""

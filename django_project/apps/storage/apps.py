@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class StorageConfig(AppConfig):
+    name = "django_project.apps.storage"
+    label = "storage"
+    verbose_name = "Artifact storage"

@@ -1,0 +1,1 @@
+"""The world lives in an ArtifactStore, not in the database."""

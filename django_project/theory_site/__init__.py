@@ -1,0 +1,1 @@
+"""The Django project of pytest-theory's control plane."""

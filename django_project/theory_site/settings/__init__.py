@@ -1,0 +1,1 @@
+"""Settings: ``base`` (shared), ``default`` (development), ``test`` and ``production``."""

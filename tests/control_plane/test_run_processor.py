@@ -1,0 +1,425 @@
+"""``manage.py run_processor``: runs through the adapters, recording executions, budgets and the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import cid_of_bytes, is_valid
+from django_project.apps.runs import ledger
+from django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from tests.conftest import REPO, our_containers
+from tests.control_plane.conftest import LLM_INPUTS, Result
+
+pytestmark = pytest.mark.django_db
+Manage = Callable[..., Result]
+
+
+def kinds() -> list[str]:
+    return list(LedgerEvent.objects.order_by("seq").values_list("kind", flat=True))
+
+
+# -- the real container ------------------------------------------------------------------
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_local_mock_prints_the_envelope_and_records_the_execution(
+    manage: Manage, world: Path
+) -> None:
+    result = manage(
+        "run_processor",
+        "--ref",
+        "llm/litellm@1",
+        "--adapter",
+        "local",
+        "--mode",
+        "mock",
+        "--inputs-json",
+        LLM_INPUTS,
+        "--json",
+    )
+    assert result.code == 0, result.stderr
+    envelope = json.loads(result.stdout)
+    assert is_valid("envelope_success", envelope)
+    execution = Execution.objects.get(pk=envelope["execution_id"])
+    assert (execution.status, execution.adapter, execution.mode, execution.attempts) == (
+        "succeeded",
+        "local",
+        "mock",
+        1,
+    )
+    assert execution.envelope == envelope and execution.index_path == envelope["index_path"]
+    assert (world / execution.receipt_path.lstrip("/")).is_file()
+    assert (world / execution.determinism_path.lstrip("/")).is_file()
+    assert execution.registry_snapshot["ref"] == "llm/litellm@1"
+    assert kinds() == ["admission", "start", "settlement"] and ledger.verify().ok
+    assert all(
+        json.loads(line)["service"] == "control-plane" for line in result.stderr.splitlines()
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_the_command_line_keeps_stdout_for_the_envelope(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "THEORY_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "django_project.theory_site.settings.default",
+    }
+    manage_py = [sys.executable, str(REPO / "django_project/manage.py")]
+    subprocess.run([*manage_py, "migrate", "-v0"], env=env, check=True)
+    done = subprocess.run(
+        [
+            *manage_py,
+            "run_processor",
+            "--ref",
+            "llm/litellm@1",
+            "--inputs-json",
+            LLM_INPUTS,
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "success"
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert events == ["execution.admitted", "execution.start", "execution.settled"]
+
+
+@pytest.mark.docker
+def test_ci_refuses_real_before_any_container_starts(
+    manage: Manage, world: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    before = our_containers(docker_client)
+    result = manage(
+        "run_processor",
+        "--ref",
+        "llm/litellm@1",
+        "--adapter",
+        "local",
+        "--mode",
+        "real",
+        "--inputs-json",
+        LLM_INPUTS,
+        "--json",
+    )
+    assert result.code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "ERR_CI_SAFETY"
+    assert our_containers(docker_client) == before
+    (execution,) = Execution.objects.all()
+    assert (execution.status, execution.error_code, execution.attempts) == (
+        "refused",
+        "ERR_CI_SAFETY",
+        0,
+    )
+    assert kinds() == ["refusal"]
+
+
+# -- bad flags: a clear message, exit 2, nothing recorded ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--attach", "doc=/nonexistent/file.txt"],
+            "attachment file not found: /nonexistent/file.txt",
+        ),
+        (["--attach", "no-equals-sign"], "expected name=path"),
+        (["--inputs-json", "{nope"], "--inputs-json is not valid JSON"),
+        (["--inputs-json", "[1, 2]"], "--inputs-json must be a JSON object"),
+        (["--adapter-opts-json", "nope"], "--adapter-opts-json is not valid JSON"),
+        (["--write-prefix", "/artifacts/x/{execution_id}"], "--write-prefix must end with /"),
+        (["--write-prefix", "/artifacts/x/"], "must contain {execution_id}"),
+        (["--write-prefix", "/artifacts/../{execution_id}/"], "'..'"),
+        (["--plan", "missing"], "--plan missing: no such plan"),
+        (["--inputs-json", '{"a": {"$attach": "doc"}}'], "refers to attachment 'doc'"),
+    ],
+)
+def test_bad_flags_are_clear_errors(
+    manage: Manage, world: Path, flags: list[str], message: str
+) -> None:
+    result = manage("run_processor", "--ref", "llm/litellm@1", "--adapter", "inprocess", *flags)
+    assert result.code == 2 and message in result.stderr, result.stderr
+    assert Execution.objects.count() == 0 and LedgerEvent.objects.count() == 0
+
+
+def test_an_unknown_ref_lists_the_known_ones(manage: Manage, world: Path) -> None:
+    result = manage("run_processor", "--ref", "nope/nope@1")
+    assert result.code == 2 and "unknown processor ref nope/nope@1 (known: " in result.stderr
+
+
+# -- attachments, streaming, saving -----------------------------------------------------------
+
+
+def attach_inputs() -> str:
+    part = {"role": "user", "content": [{"type": "text", "text": "Summarise:"}, {"$attach": "doc"}]}
+    return json.dumps({"schema": "v1", "params": {"model": "m", "messages": [part]}})
+
+
+def test_an_attachment_reaches_the_processor_in_process(
+    manage: Manage, world: Path, tmp_path: Path
+) -> None:
+    check_attachment_round_trip(manage, world, tmp_path, "inprocess")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_an_attachment_reaches_the_processor_in_its_container(
+    manage: Manage, world: Path, tmp_path: Path
+) -> None:
+    check_attachment_round_trip(manage, world, tmp_path, "local")
+
+
+def check_attachment_round_trip(manage: Manage, world: Path, tmp_path: Path, adapter: str) -> None:
+    """The file is stored in the world, ``$attach`` becomes ``$artifact``, and the processor reads it."""
+    note = tmp_path / "note.txt"
+    note.write_text("the quarterly numbers went up")
+    result = manage(
+        "run_processor",
+        "--ref",
+        "llm/litellm@1",
+        "--adapter",
+        adapter,
+        "--attach",
+        f"doc={note}",
+        "--inputs-json",
+        attach_inputs(),
+        "--json",
+    )
+    assert result.code == 0, result.stdout + result.stderr
+    envelope = json.loads(result.stdout)
+    stored = world / "artifacts/inputs" / cid_of_bytes(note.read_bytes())[3:] / "note.txt"
+    assert stored.read_bytes() == note.read_bytes()
+    prefix = envelope["index_path"].removesuffix("outputs.json")
+    reply = (world / prefix.lstrip("/") / "outputs/text/response.txt").read_text()
+    assert "the quarterly numbers went up" in reply
+    assert f"/artifacts/inputs/{cid_of_bytes(note.read_bytes())[3:]}/note.txt" in reply
+
+
+def test_stream_shows_events_on_stderr(manage: Manage, world: Path) -> None:
+    result = manage(
+        "run_processor",
+        "--ref",
+        "llm/litellm@1",
+        "--adapter",
+        "inprocess",
+        "--inputs-json",
+        LLM_INPUTS,
+        "--stream",
+        "--json",
+    )
+    assert result.code == 0
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert "stream.token" in events and "stream.progress" in events
+    assert events.index("stream.token") < events.index("execution.settled")
+    assert json.loads(result.stdout)["status"] == "success"
+
+
+def test_save_dir_and_save_first(manage: Manage, world: Path, tmp_path: Path) -> None:
+    result = manage(
+        "run_processor",
+        "--ref",
+        "llm/litellm@1",
+        "--adapter",
+        "inprocess",
+        "--inputs-json",
+        LLM_INPUTS,
+        "--save-dir",
+        str(tmp_path / "saved"),
+        "--save-first",
+        str(tmp_path / "first.json"),
+    )
+    assert result.code == 0
+    assert (tmp_path / "saved/text/response.txt").read_text().endswith(": hi")
+    assert (
+        json.loads((tmp_path / "first.json").read_text())["mode"] == "mock"
+    )  # metadata.json sorts first
+    assert "success (2 outputs" in result.stdout
+
+
+# -- plans, policies and predicates -------------------------------------------------------------
+
+
+POLICY = """
+policy:
+  budget: {max_usd_micro: 5000, reserve_usd_micro: 1000}
+predicates:
+  admission: [{id: budget.available@1, args: {required_usd_micro: 1000}}]
+  success: [{id: artifact.exists@1, args: {path: "${prefix}outputs/text/response.txt"}}]
+"""
+
+
+@pytest.fixture
+def priced(registry_root: Callable[..., Path]) -> str:
+    """demo/priced@1: llm/litellm@1 with a price per run and predicates."""
+    registry_root(
+        "llm_litellm",
+        "demo_priced",
+        lambda text: text.replace("ref: llm/litellm@1", "ref: demo/priced@1") + POLICY,
+    )
+    return "demo/priced@1"
+
+
+def run_priced(manage: Manage, ref: str, *flags: str) -> Result:
+    return manage(
+        "run_processor",
+        "--ref",
+        ref,
+        "--adapter",
+        "inprocess",
+        "--inputs-json",
+        LLM_INPUTS,
+        "--json",
+        *flags,
+    )
+
+
+def test_runs_reserve_then_spend_and_are_refused_when_the_budget_is_gone(
+    manage: Manage, world: Path, priced: str
+) -> None:
+    plan = Plan.objects.create(key="team", budget_usd_micro=2500)
+    for spent in (1000, 2000):
+        assert run_priced(manage, priced, "--plan", "team").code == 0
+        plan.refresh_from_db()
+        assert (plan.spent_usd_micro, plan.reserved_usd_micro) == (spent, 0)
+    refused = run_priced(manage, priced, "--plan", "team")
+    assert refused.code == 1
+    assert json.loads(refused.stdout)["error"]["code"] == "ERR_PREDICATE"
+    assert "budget.available@1" in json.loads(refused.stdout)["error"]["message"]
+    plan.refresh_from_db()
+    assert (plan.spent_usd_micro, plan.reserved_usd_micro) == (2000, 0)
+    statuses = list(
+        Execution.objects.order_by("created_at").values_list("status", "cost_usd_micro")
+    )
+    assert statuses == [("succeeded", 1000), ("succeeded", 1000), ("refused", 0)]
+    assert kinds()[-1] == "refusal" and ledger.verify().ok
+
+
+def test_the_reservation_itself_refuses_an_overspend(
+    manage: Manage, world: Path, registry_root: Callable[..., Path]
+) -> None:
+    registry_root(
+        "llm_litellm",
+        "demo_cheap",
+        lambda text: (
+            text.replace("ref: llm/litellm@1", "ref: demo/cheap@1")
+            + "policy:\n  budget: {reserve_usd_micro: 700}\n"
+        ),
+    )
+    Plan.objects.create(key="small", budget_usd_micro=1000)
+    assert run_priced(manage, "demo/cheap@1", "--plan", "small").code == 0
+    refused = run_priced(manage, "demo/cheap@1", "--plan", "small")
+    assert json.loads(refused.stdout)["error"]["code"] == "ERR_BUDGET"
+
+
+def test_a_run_over_the_policy_ceiling_is_refused(
+    manage: Manage, world: Path, registry_root: Callable[..., Path]
+) -> None:
+    registry_root(
+        "llm_litellm",
+        "demo_pricey",
+        lambda text: (
+            text.replace("ref: llm/litellm@1", "ref: demo/pricey@1")
+            + "policy:\n  budget: {max_usd_micro: 10, reserve_usd_micro: 11}\n"
+        ),
+    )
+    refused = run_priced(manage, "demo/pricey@1")
+    assert (
+        json.loads(refused.stdout)["error"]["code"] == "ERR_BUDGET" and "ceiling" in refused.stdout
+    )
+
+
+def test_a_failed_success_predicate_fails_the_run_and_releases_the_reservation(
+    manage: Manage, world: Path, registry_root: Callable[..., Path]
+) -> None:
+    registry_root(
+        "llm_litellm",
+        "demo_strict",
+        lambda text: (
+            text.replace("ref: llm/litellm@1", "ref: demo/strict@1")
+            + POLICY.replace("text/response.txt", "never/written.txt")
+        ),
+    )
+    plan = Plan.objects.create(key="team", budget_usd_micro=5000)
+    result = run_priced(manage, "demo/strict@1", "--plan", "team")
+    assert result.code == 1
+    envelope = json.loads(result.stdout)
+    assert (
+        envelope["error"]["code"] == "ERR_PREDICATE"
+        and "artifact.exists@1" in envelope["error"]["message"]
+    )
+    (execution,) = Execution.objects.all()
+    assert execution.status == "failed" and execution.predicates["success"][0]["ok"] is False
+    assert execution.envelope["status"] == "success", "the processor's own envelope is kept"
+    plan.refresh_from_db()
+    assert (plan.reserved_usd_micro, plan.spent_usd_micro) == (0, 0)
+
+
+def test_an_unknown_predicate_is_a_registry_error(
+    manage: Manage, world: Path, registry_root: Callable[..., Path]
+) -> None:
+    folder = registry_root(
+        "llm_litellm",
+        "demo_typo",
+        lambda text: (
+            text.replace("ref: llm/litellm@1", "ref: demo/typo@1")
+            + "predicates:\n  admission: [{id: budget.availble@1}]\n"
+        ),
+    )
+    result = run_priced(manage, "demo/typo@1")
+    assert result.code == 2
+    assert (
+        f"{folder / 'registry.yaml'}: predicates.admission[0].id: unknown predicate 'budget.availble@1'"
+        in result.stderr
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize(
+    ("behave", "attempts", "code"),
+    [("crash", 3, "ERR_ADAPTER_INVOCATION"), ("offschema", 1, "ERR_ENVELOPE_INVALID")],
+)
+def test_only_transient_failures_are_retried(
+    manage: Manage,
+    world: Path,
+    registry_root: Callable[..., Path],
+    behave: str,
+    attempts: int,
+    code: str,
+) -> None:
+    registry_root(
+        "fault_chaos",
+        "demo_flaky",
+        lambda text: (
+            text.replace("ref: fault/chaos@1", "ref: demo/flaky@1")
+            + "policy:\n  retry: {max_attempts: 3, backoff_ms: [10, 20]}\n"
+        ),
+    )
+    inputs = json.dumps({"schema": "v1", "params": {"behave": behave}})
+    result = manage(
+        "run_processor",
+        "--ref",
+        "demo/flaky@1",
+        "--adapter",
+        "local",
+        "--inputs-json",
+        inputs,
+        "--json",
+    )
+    assert result.code == 1 and json.loads(result.stdout)["error"]["code"] == code
+    (execution,) = Execution.objects.all()
+    assert (execution.attempts, execution.status) == (attempts, "failed")
+    assert kinds().count("retry") == attempts - 1 and kinds()[-1] == "failure"
