@@ -61,8 +61,9 @@ def owner_alive(label: str) -> bool:
 
 
 def managed_containers(client: docker.DockerClient) -> list[Container]:
+    # ignore_removed: a container removed between the listing and its inspection is gone, not an error.
     containers: list[Container] = client.containers.list(
-        all=True, filters={"label": f"{LABEL_MANAGED}=1"}
+        all=True, filters={"label": f"{LABEL_MANAGED}=1"}, ignore_removed=True
     )
     return containers
 

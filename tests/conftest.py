@@ -94,7 +94,9 @@ def _leftovers() -> dict[str, set[str]] | None:
         client = docker.from_env()
         label = {"label": f"{LABEL_MANAGED}=1"}
         return {
-            "containers": {c.name for c in client.containers.list(all=True, filters=label)},
+            "containers": {
+                c.name for c in client.containers.list(all=True, filters=label, ignore_removed=True)
+            },
             "networks": {n.name for n in client.networks.list(filters=label)},
             "volumes": {v.name for v in client.volumes.list(filters=label)},
         }

@@ -52,7 +52,10 @@ def content_tag(spec: ProcessorSpec, source_hash: str | None = None) -> str:
 def build_image(
     spec: ProcessorSpec, client: docker.DockerClient, *, force: bool = False
 ) -> ResolvedImage:
-    """The image for the processor's current source, building it only when its tag is missing."""
+    """The image for the processor's current source, building it only when its tag is missing.
+
+    ``force`` builds from nothing: even when the tag exists, and without the layer cache.
+    """
     source_hash = context.source_hash(spec)
     tag = content_tag(spec, source_hash)
     with exclusive(tag):
@@ -74,6 +77,7 @@ def build_image(
                     tag=tag,
                     rm=True,
                     forcerm=True,
+                    nocache=force,
                     dockerfile=spec.build["dockerfile"],
                     buildargs={"BASE_IMAGE": base_tag},
                     decode=True,

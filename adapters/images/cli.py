@@ -49,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("refs", nargs="*", help="processor refs (default: all)")
     parser.add_argument("--all", action="store_true", help="every processor found")
     parser.add_argument("--registry", action="append", default=[], help="extra registry root")
-    parser.add_argument("--force", action="store_true", help="build even when the tag exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="build from nothing: even when the tag exists, without the layer cache",
+    )
     args = parser.parse_intermixed_args(argv)
     try:
         if args.command == "base":
