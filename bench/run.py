@@ -39,6 +39,8 @@ from registry import Registry
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+#: The suite as a user runs it: without this repository's own test conftest.
+SUITE = [*PYTEST, "--noconftest"]
 REF = "llm/litellm@1"
 INPUTS = {
     "schema": "v1",
@@ -74,7 +76,7 @@ def percentile(values: list[float], p: int) -> float:
 
 def pytest_suite(*args: str, env: dict[str, str] | None = None) -> None:
     done = subprocess.run(
-        [*PYTEST, "--theory-ref", REF, *args],
+        [*SUITE, "--theory-ref", REF, *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         capture_output=True,

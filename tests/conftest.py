@@ -116,8 +116,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Count what the run left behind; any leftover fails the run."""
     now = _leftovers()
-    if now is None or hasattr(session.config, "workerinput"):
-        return
+    keep = session.config.getoption("theory_keep", None) or session.config.getini("theory_keep")
+    if now is None or keep or hasattr(session.config, "workerinput"):
+        return  # --theory-keep leaves containers on purpose
     left = {
         kind: sorted(names - _LEFTOVERS_AT_START.get(kind, set())) for kind, names in now.items()
     }
