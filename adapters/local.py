@@ -232,6 +232,15 @@ class LocalAdapter:
             self._started.discard(handle.container)
         handle.close()
 
+    def detach(self) -> None:
+        """Leave this adapter's containers running past exit (``--theory-keep``).
+
+        They keep their session label, so the next run's reaper removes them.
+        """
+        _live.discard(self)
+        with self._lock:
+            self._started, self._pool = set(), {}
+
     def close(self) -> None:
         """Remove every container this adapter started."""
         with self._lock:

@@ -144,9 +144,10 @@ class TheorySession:
         return handle
 
     def close(self) -> None:
-        if self.options.keep:
-            return
         with self._lock:
             adapters, self._adapters, self._handles = list(self._adapters.values()), {}, {}
         for adapter in adapters:
-            adapter.close()
+            if not self.options.keep:
+                adapter.close()
+            elif hasattr(adapter, "detach"):
+                adapter.detach()  # kept for debugging: not even the exit hook removes them

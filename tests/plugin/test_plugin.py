@@ -194,6 +194,24 @@ def test_an_interrupted_session_leaves_no_container(
     assert REPO.exists()
 
 
+@docker
+def test_keep_leaves_the_containers_running_for_debugging(
+    pytester: pytest.Pytester, docker_client: Any
+) -> None:
+    before = our_containers(docker_client)
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", "llm/litellm@1", "--theory-keep", "-k", "healthz", *QUICK
+    )
+    kept = [c for c in managed_containers(docker_client) if c.name not in before]
+    try:
+        assert_green(result)
+        assert kept, "--theory-keep removed the session's containers"
+        assert all(c.status == "running" for c in kept)
+    finally:
+        for container in kept:
+            container.remove(force=True, v=True)
+
+
 # -- the examples, as their users run them ------------------------------------------------------
 
 
