@@ -12,27 +12,45 @@ One keyword-only call for every adapter (SPEC section 8)::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import Adapter, AdapterError, ProcessorHandle
-from adapters.inprocess import InprocessAdapter
-from adapters.local import LocalAdapter
-from adapters.modal import ModalAdapter
 
-ADAPTERS: dict[str, type[Any]] = {
-    "local": LocalAdapter,
-    "inprocess": InprocessAdapter,
-    "modal": ModalAdapter,
+if TYPE_CHECKING:
+    from adapters.inprocess import InprocessAdapter
+    from adapters.local import LocalAdapter
+    from adapters.modal import ModalAdapter
+
+#: Imported on first use: the in-process adapter pulls in FastAPI and the processors,
+#: which a run through Docker never needs (and every pytest start would pay for).
+ADAPTERS: dict[str, str] = {
+    "local": "adapters.local:LocalAdapter",
+    "inprocess": "adapters.inprocess:InprocessAdapter",
+    "modal": "adapters.modal:ModalAdapter",
 }
+_CLASSES = {path.rpartition(":")[2]: path for path in ADAPTERS.values()}
+
+
+def _load(path: str) -> type[Any]:
+    module, _, name = path.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return _load(_CLASSES[name])
+    raise AttributeError(f"module 'adapters' has no attribute {name!r}")
 
 
 def get_adapter(name: str, **options: Any) -> Adapter:
     """A new adapter by name: ``local``, ``inprocess`` or ``modal``."""
     try:
-        factory = ADAPTERS[name]
+        path = ADAPTERS[name]
     except KeyError:
         raise ValueError(f"unknown adapter {name!r} (choose from {', '.join(ADAPTERS)})") from None
-    adapter: Adapter = factory(**options)
+    adapter: Adapter = _load(path)(**options)
     return adapter
 
 

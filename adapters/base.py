@@ -91,6 +91,60 @@ class Adapter(Protocol):
     def close(self) -> None: ...
 
 
+class BaseAdapter:
+    """The ``invoke`` every adapter shares: preflight the call, then ``run`` it.
+
+    A call that fails preflight gets its error envelope without touching a
+    processor; subclasses carry the checked call in ``run``.
+    """
+
+    name = ""
+
+    def invoke(
+        self,
+        *,
+        processor_ref: str,
+        mode: str,
+        inputs_json: Mapping[str, Any],
+        write_prefix: str,
+        execution_id: str,
+        registry_snapshot: Mapping[str, Any],
+        adapter_opts: Mapping[str, Any] | None = None,
+        secrets_present: Sequence[str] = (),
+        stream: bool = False,
+        on_event: OnEvent | None = None,
+    ) -> dict[str, Any]:
+        """Run one payload; always returns an envelope."""
+        try:
+            invocation = preflight(
+                processor_ref=processor_ref,
+                mode=mode,
+                inputs_json=inputs_json,
+                write_prefix=write_prefix,
+                execution_id=execution_id,
+                registry_snapshot=registry_snapshot,
+                adapter_opts=adapter_opts,
+                secrets_present=secrets_present,
+                stream=stream,
+            )
+        except ContractError as exc:
+            return error_envelope(exc.code, exc.message)
+        return self.run(invocation, dict(adapter_opts or {}), on_event)
+
+    def run(
+        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
+    ) -> dict[str, Any]:
+        """Carry a checked call to the processor; failures come back as error envelopes."""
+        raise NotImplementedError
+
+    def digest_for(self, spec: ProcessorSpec) -> str:
+        """The digest a processor of ``spec`` runs as (its IMAGE_DIGEST), found without booting it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release whatever the adapter started."""
+
+
 @dataclass(frozen=True)
 class Invocation:
     """One call, checked before anything starts."""

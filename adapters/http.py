@@ -31,6 +31,10 @@ HEALTH_POLL_S = 0.05
 EXIT_GRACE_S = 2.0
 
 
+class Unreachable(AdapterError):
+    """The connection was refused, so the payload never reached the processor: safe to retry."""
+
+
 def _tail(handle: ProcessorHandle) -> list[str]:
     try:
         return logs_tail(handle.stderr())
@@ -78,11 +82,16 @@ def call(
     handle: ProcessorHandle,
     invocation: Invocation,
     *,
-    timeout_s: float,
+    timeout_s: float | None,
     expected_digest: str | None,
     on_event: OnEvent | None = None,
 ) -> dict[str, Any]:
-    """Post the payload and return the checked envelope; raises ``AdapterError``."""
+    """Post the payload and return the checked envelope; raises ``AdapterError``.
+
+    ``timeout_s`` bounds the whole call; ``None`` gives the processor its
+    ``runtime.timeout_s`` plus a grace to answer ERR_TIMEOUT itself.
+    """
+    timeout_s = float(timeout_s or invocation.spec.timeout_s + TIMEOUT_GRACE_S)
     timeout = httpx.Timeout(timeout_s, connect=10.0)
     try:
         if invocation.stream:
@@ -101,6 +110,12 @@ def call(
     except httpx.TimeoutException:
         raise AdapterError(
             ErrorCode.ERR_TIMEOUT, f"no answer within {timeout_s:g}s", logs_tail=_tail(handle)
+        ) from None
+    except httpx.ConnectError as exc:
+        raise Unreachable(
+            ErrorCode.ERR_ADAPTER_INVOCATION,
+            f"the processor does not accept connections ({exc}); nothing was sent",
+            logs_tail=_tail(handle),
         ) from None
     except httpx.TransportError as exc:
         gone = "; the processor exited" if _exits_within(handle, EXIT_GRACE_S) else ""

@@ -24,9 +24,16 @@ import anyio.from_thread
 import httpx
 
 from adapters import http
-from adapters.base import AdapterError, OnEvent, container_environment, preflight, present_secrets
+from adapters.base import (
+    AdapterError,
+    BaseAdapter,
+    Invocation,
+    OnEvent,
+    container_environment,
+    present_secrets,
+)
 from adapters.local import default_world_root
-from contracts.errors import ContractError, ErrorCode, error_envelope
+from contracts.errors import ContractError, ErrorCode
 from processors.runtime import Handler, create_app
 from registry import ProcessorSpec
 
@@ -103,7 +110,7 @@ class InprocessHandle:
         self.client.close()
 
 
-class InprocessAdapter:
+class InprocessAdapter(BaseAdapter):
     name = "inprocess"
 
     def __init__(self, *, world_root: str | Path | None = None, image_digest: str | None = None):
@@ -170,35 +177,9 @@ class InprocessAdapter:
         for handle in handles:
             handle.close()
 
-    def invoke(
-        self,
-        *,
-        processor_ref: str,
-        mode: str,
-        inputs_json: Mapping[str, Any],
-        write_prefix: str,
-        execution_id: str,
-        registry_snapshot: Mapping[str, Any],
-        adapter_opts: Mapping[str, Any] | None = None,
-        secrets_present: Sequence[str] = (),
-        stream: bool = False,
-        on_event: OnEvent | None = None,
+    def run(
+        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
     ) -> dict[str, Any]:
-        try:
-            invocation = preflight(
-                processor_ref=processor_ref,
-                mode=mode,
-                inputs_json=inputs_json,
-                write_prefix=write_prefix,
-                execution_id=execution_id,
-                registry_snapshot=registry_snapshot,
-                adapter_opts=adapter_opts,
-                secrets_present=secrets_present,
-                stream=stream,
-            )
-        except ContractError as exc:
-            return error_envelope(exc.code, exc.message)
-        opts = dict(adapter_opts or {})
         digest = self.digest_for(invocation.spec)
         try:
             handle = self.acquire(
@@ -209,9 +190,7 @@ class InprocessAdapter:
             return http.call(
                 handle,
                 invocation,
-                timeout_s=float(
-                    opts.get("timeout_s") or invocation.spec.timeout_s + http.TIMEOUT_GRACE_S
-                ),
+                timeout_s=opts.get("timeout_s"),
                 expected_digest=opts.get("expected_digest") or digest or None,
                 on_event=on_event,
             )

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,15 @@ from docker.errors import DockerException
 from adapters import http
 from adapters.base import (
     AdapterError,
+    BaseAdapter,
+    Invocation,
     OnEvent,
     container_environment,
-    preflight,
     present_secrets,
 )
 from adapters.containers import ProcessorContainer, reap_orphans
 from adapters.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
-from contracts.errors import ContractError, ErrorCode, error_envelope
+from contracts.errors import ContractError, ErrorCode
 from registry import ProcessorSpec
 
 WORLD_ENV = "THEORY_WORLD_ROOT"
@@ -87,7 +89,7 @@ def default_world_root() -> Path:
     return Path(os.environ.get(WORLD_ENV) or tempfile.mkdtemp(prefix="theory-world-"))
 
 
-class LocalAdapter:
+class LocalAdapter(BaseAdapter):
     name = "local"
 
     def __init__(
@@ -147,6 +149,9 @@ class LocalAdapter:
         self._images[key] = image
         return image
 
+    def digest_for(self, spec: ProcessorSpec) -> str:
+        return self.resolve(spec).digest
+
     # -- containers ---------------------------------------------------------------------
 
     def acquire(
@@ -186,7 +191,9 @@ class LocalAdapter:
         with starting:
             with self._lock:
                 handle = self._pool.get(key)
-            if handle is not None and handle.alive():
+            if handle is not None:
+                # Not inspected (a Docker round trip per call): a pooled container that
+                # died is found by the refused connection, and ``run`` starts another.
                 return handle
             handle = self._start(spec, image, env, root, timeout)
             with self._lock:
@@ -245,80 +252,81 @@ class LocalAdapter:
         """Remove every container this adapter started."""
         with self._lock:
             containers, self._started, self._pool = list(self._started), set(), {}
-        for container in containers:
-            container.stop()
+        _stop_all(containers)
 
     # -- invoke -------------------------------------------------------------------------
 
-    def invoke(
-        self,
-        *,
-        processor_ref: str,
-        mode: str,
-        inputs_json: Mapping[str, Any],
-        write_prefix: str,
-        execution_id: str,
-        registry_snapshot: Mapping[str, Any],
-        adapter_opts: Mapping[str, Any] | None = None,
-        secrets_present: Sequence[str] = (),
-        stream: bool = False,
-        on_event: OnEvent | None = None,
+    def run(
+        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
     ) -> dict[str, Any]:
-        """Run one payload in a container; always returns an envelope."""
-        try:
-            invocation = preflight(
-                processor_ref=processor_ref,
-                mode=mode,
-                inputs_json=inputs_json,
-                write_prefix=write_prefix,
-                execution_id=execution_id,
-                registry_snapshot=registry_snapshot,
-                adapter_opts=adapter_opts,
-                secrets_present=secrets_present,
-                stream=stream,
-            )
-        except ContractError as exc:
-            return error_envelope(exc.code, exc.message)
-        opts = {**self.defaults, **(adapter_opts or {})}
+        opts = {**self.defaults, **opts}
         image_digest = ""
         try:
             image = self.resolve(invocation.spec, opts["build"])
             image_digest = image.digest
-            handle = self.acquire(
-                invocation.spec,
-                image=image,
-                environment=invocation.container_environment(image.digest),
-                world_root=opts.get("world_root"),
-                build=opts["build"],
-                reuse=opts["reuse"],
-                health_timeout_s=opts["health_timeout_s"],
-            )
             try:
-                return http.call(
-                    handle,
-                    invocation,
-                    timeout_s=float(
-                        opts.get("timeout_s") or invocation.spec.timeout_s + http.TIMEOUT_GRACE_S
-                    ),
-                    expected_digest=opts.get("expected_digest") or image.digest,
-                    on_event=on_event,
-                )
-            except AdapterError as exc:
-                if (
-                    exc.code in (ErrorCode.ERR_TIMEOUT, ErrorCode.ERR_ADAPTER_INVOCATION)
-                    or not handle.alive()
-                ):
-                    self.discard(handle)  # hung or crashed: never hand it out again
-                raise
-            finally:
+                return self._call(invocation, image, opts, on_event)
+            except http.Unreachable:
                 if not opts["reuse"]:
-                    self.discard(handle)
+                    raise
+                # The pooled container died since its last run and nothing was sent: once more.
+                return self._call(invocation, image, opts, on_event)
         except ContractError as exc:
             return invocation.error(exc, image_digest)
         except DockerException as exc:
             return invocation.error(
                 AdapterError(ErrorCode.ERR_DOCKER, f"Docker failed ({exc})"), image_digest
             )
+
+    def _call(
+        self,
+        invocation: Invocation,
+        image: ResolvedImage,
+        opts: dict[str, Any],
+        on_event: OnEvent | None,
+    ) -> dict[str, Any]:
+        """One call in the pooled container or a new one; one that failed is never reused."""
+        handle = self.acquire(
+            invocation.spec,
+            image=image,
+            environment=invocation.container_environment(image.digest),
+            world_root=opts.get("world_root"),
+            build=opts["build"],
+            reuse=opts["reuse"],
+            health_timeout_s=opts["health_timeout_s"],
+        )
+        try:
+            return http.call(
+                handle,
+                invocation,
+                timeout_s=opts.get("timeout_s"),
+                expected_digest=opts.get("expected_digest") or image.digest,
+                on_event=on_event,
+            )
+        except AdapterError as exc:
+            if (
+                exc.code in (ErrorCode.ERR_TIMEOUT, ErrorCode.ERR_ADAPTER_INVOCATION)
+                or not handle.alive()
+            ):
+                self.discard(handle)  # hung or crashed: never hand it out again
+            raise
+        finally:
+            if not opts["reuse"]:
+                self.discard(handle)
+
+
+def _stop_all(containers: list[ProcessorContainer]) -> None:
+    """Remove containers side by side: each removal is a wait on the Docker daemon."""
+    if len(containers) < 2:
+        for container in containers:
+            container.stop()
+        return
+    try:
+        with ThreadPoolExecutor(min(len(containers), 8), thread_name_prefix="theory-rm") as pool:
+            list(pool.map(ProcessorContainer.stop, containers))
+    except RuntimeError:  # no new threads at interpreter shutdown (the atexit hook)
+        for container in containers:
+            container.stop()
 
 
 def _close_all() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from typing import Any
 import httpx
 
 from adapters import http
-from adapters.base import AdapterError, OnEvent, preflight
+from adapters.base import AdapterError, BaseAdapter, Invocation, OnEvent
 from contracts.digests import normalize_digest
-from contracts.errors import ContractError, ErrorCode, error_envelope
+from contracts.errors import ContractError, ErrorCode
 from registry import ProcessorSpec, Ref
 
 FUNCTION_NAME = "serve"
@@ -106,7 +105,7 @@ class ModalHandle:
         self.client.close()
 
 
-class ModalAdapter:
+class ModalAdapter(BaseAdapter):
     name = "modal"
 
     def __init__(
@@ -121,6 +120,9 @@ class ModalAdapter:
         self.health_timeout_s = health_timeout_s
         self._handles: dict[tuple[str, str], ModalHandle] = {}
         self._lock = threading.Lock()
+
+    def digest_for(self, spec: ProcessorSpec) -> str:
+        return self.pinned_digest(spec)
 
     @staticmethod
     def pinned_digest(spec: ProcessorSpec) -> str:
@@ -167,35 +169,9 @@ class ModalAdapter:
         for handle in handles:
             handle.close()
 
-    def invoke(
-        self,
-        *,
-        processor_ref: str,
-        mode: str,
-        inputs_json: Mapping[str, Any],
-        write_prefix: str,
-        execution_id: str,
-        registry_snapshot: Mapping[str, Any],
-        adapter_opts: Mapping[str, Any] | None = None,
-        secrets_present: Sequence[str] = (),
-        stream: bool = False,
-        on_event: OnEvent | None = None,
+    def run(
+        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
     ) -> dict[str, Any]:
-        try:
-            invocation = preflight(
-                processor_ref=processor_ref,
-                mode=mode,
-                inputs_json=inputs_json,
-                write_prefix=write_prefix,
-                execution_id=execution_id,
-                registry_snapshot=registry_snapshot,
-                adapter_opts=adapter_opts,
-                secrets_present=secrets_present,
-                stream=stream,
-            )
-        except ContractError as exc:
-            return error_envelope(exc.code, exc.message)
-        opts = dict(adapter_opts or {})
         digest = ""
         try:
             digest = self.pinned_digest(invocation.spec)
@@ -208,9 +184,7 @@ class ModalAdapter:
             return http.call(
                 handle,
                 invocation,
-                timeout_s=float(
-                    opts.get("timeout_s") or invocation.spec.timeout_s + http.TIMEOUT_GRACE_S
-                ),
+                timeout_s=opts.get("timeout_s"),
                 expected_digest=opts.get("expected_digest") or digest,
                 on_event=on_event,
             )

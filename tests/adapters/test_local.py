@@ -86,6 +86,23 @@ def test_a_container_is_reused_until_closed(
     assert not (our_containers(docker_client) & first)
 
 
+@pytest.mark.fault
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+def test_a_pooled_container_that_died_is_replaced(
+    local: LocalAdapter, call: Any, tmp_path: Path, stream: bool
+) -> None:
+    # A short bound, so a call hanging on the dead container's connection fails as ERR_TIMEOUT.
+    opts = {"world_root": str(tmp_path / "world"), "timeout_s": 20}
+    assert call(local, execution_id="d-1", stream=stream, adapter_opts=opts)["status"] == "success"
+    (dead,) = local._pool.values()
+    assert dead.container.container is not None
+    dead.container.container.kill()
+    envelope = call(local, execution_id="d-2", stream=stream, adapter_opts=opts)
+    assert envelope["status"] == "success", envelope
+    (fresh,) = local._pool.values()
+    assert fresh is not dead and fresh.alive() and not dead.alive()
+
+
 def test_without_reuse_each_call_cleans_up(
     local: LocalAdapter, call: Any, docker_client: Any
 ) -> None:
