@@ -4,14 +4,22 @@ generated from its registry ``inputs`` schema (hypothesis-jsonschema).
 Cases are sent through the processor handle's client, so the same fuzzing runs
 against a container, an in-process app or a Modal endpoint. ``mode: real`` is
 turned into ``mock``: fuzzing must never reach a provider.
+
+Generation is derandomized, so the cases for one schema are always the same; they
+are generated once and kept in pytest's cache (``.pytest_cache``, cleared by
+``--cache-clear``), keyed by the schema, the example count and the generators'
+versions. Drawing them cost far more than sending them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import version
+from typing import Any, Protocol
 
 import httpx
 import schemathesis
@@ -21,7 +29,7 @@ from schemathesis.core import NotSet
 from schemathesis.generation import GenerationMode
 
 from adapters.base import ProcessorHandle
-from contracts import problems
+from contracts import canonical_json, problems
 from contracts.errors import is_valid_status
 from pytest_theory.asserts import assert_envelope
 from pytest_theory.driver import parse_sse
@@ -92,56 +100,111 @@ def to_mock(body: Any) -> Any:
     return body
 
 
-def fuzz_endpoint(
-    handle: ProcessorHandle, method: str, path: str, examples: int, check: Check
-) -> int:
-    """Send ``examples`` positive and negative cases to ``method path``; returns how many were sent."""
-    document = handle.client.get("/openapi.json", timeout=30).json()
-    operation = schemathesis.openapi.from_dict(document)[path][method.upper()]
+class CaseCache(Protocol):
+    """What the cases are kept in: ``pytest.Cache`` (``config.cache``) fits."""
+
+    def get(self, key: str, default: Any) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+def cached_cases(
+    cache: CaseCache | None,
+    kind: str,
+    material: Any,
+    generate: Callable[[], list[Any]],
+) -> list[Any]:
+    """The JSON cases ``generate()`` gives for ``material``, drawn once per cache."""
+    packages = ("hypothesis", "hypothesis-jsonschema", "schemathesis")
+    key_text = canonical_json([material, {name: version(name) for name in packages}])
+    key = f"theory/{kind}/{hashlib.sha256(key_text).hexdigest()[:20]}"
+    if cache is not None:
+        hit = cache.get(key, None)
+        if isinstance(hit, list):
+            return hit
+    cases = generate()
+    if cache is not None:
+        cache.set(key, cases)
+    return cases
+
+
+def _draw_requests(operation: Any, examples: int) -> list[dict[str, Any]]:
+    """Positive and negative schemathesis cases as JSON: body or raw bytes, and media type."""
     strategy = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE),
         operation.as_strategy(GenerationMode.NEGATIVE),
     )
-    sent = 0
+    drawn: list[dict[str, Any]] = []
 
     @fuzz_settings(examples)
     @given(case=strategy)
-    def send(case: Any) -> None:
-        nonlocal sent
+    def draw(case: Any) -> None:
         body = None if isinstance(case.body, NotSet) else to_mock(case.body)
-        fuzz_case = FuzzCase(method.upper(), path, body, case.media_type)
-        kwargs: dict[str, Any] = {"timeout": 60}
+        request: dict[str, Any] = {"media_type": case.media_type}
         if isinstance(body, bytes):
-            kwargs.update(
-                content=body, headers={"content-type": case.media_type or "application/json"}
-            )
+            request["raw"] = base64.b64encode(body).decode()
         elif body is not None:
-            kwargs.update(
-                content=json.dumps(body).encode(),
-                headers={"content-type": case.media_type or "application/json"},
-            )
-        response = handle.client.request(method.upper(), path, **kwargs)
-        sent += 1
-        try:
-            check(fuzz_case, response)
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\nreproduce: {fuzz_case.reproduce(handle.base_url)}"
-            ) from None
+            request["body"] = body
+        drawn.append(request)
 
-    send()
-    return sent
+    draw()
+    return drawn
+
+
+def fuzz_endpoint(
+    handle: ProcessorHandle,
+    method: str,
+    path: str,
+    examples: int,
+    check: Check,
+    cache: CaseCache | None = None,
+) -> int:
+    """Send ``examples`` positive and negative cases to ``method path``; returns how many were sent."""
+    method = method.upper()
+    document = handle.client.get("/openapi.json", timeout=30).json()
+    requests = cached_cases(
+        cache,
+        "openapi",
+        [document, method, path, examples],
+        lambda: _draw_requests(schemathesis.openapi.from_dict(document)[path][method], examples),
+    )
+    for request in requests:
+        body = base64.b64decode(request["raw"]) if "raw" in request else request.get("body")
+        case = FuzzCase(method, path, body, request["media_type"])
+        kwargs: dict[str, Any] = {"timeout": 60}
+        if body is not None:
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            kwargs.update(
+                content=content, headers={"content-type": case.media_type or "application/json"}
+            )
+        response = handle.client.request(method, path, **kwargs)
+        try:
+            check(case, response)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nreproduce: {case.reproduce(handle.base_url)}") from None
+    return len(requests)
 
 
 def property_run(
-    schema: dict[str, Any], examples: int, run: Callable[[dict[str, Any]], None]
+    schema: dict[str, Any],
+    examples: int,
+    run: Callable[[dict[str, Any]], None],
+    cache: CaseCache | None = None,
 ) -> None:
     """Call ``run(inputs)`` for inputs generated from a registry ``inputs`` schema."""
-    from hypothesis_jsonschema import from_schema
 
-    @fuzz_settings(examples)
-    @given(inputs=from_schema(schema))
-    def each(inputs: dict[str, Any]) -> None:
+    def draw_inputs() -> list[Any]:
+        from hypothesis_jsonschema import from_schema
+
+        drawn: list[Any] = []
+
+        @fuzz_settings(examples)
+        @given(inputs=from_schema(schema))
+        def draw(inputs: dict[str, Any]) -> None:
+            drawn.append(inputs)
+
+        draw()
+        return drawn
+
+    for inputs in cached_cases(cache, "inputs", [schema, examples], draw_inputs):
         run(inputs)
-
-    each()

@@ -122,8 +122,11 @@ def fuzz_target(
     [("/run", check_run_answer), ("/run-stream", check_stream_answer)],
     ids=["run", "run-stream"],
 )
-def test_schemathesis_at_full_strength(fuzz_target: Target, endpoint: str, check: Any) -> None:
+def test_schemathesis_at_full_strength(
+    fuzz_target: Target, endpoint: str, check: Any, pytestconfig: pytest.Config
+) -> None:
     """The suite's own fuzz checks, with FUZZ_EXAMPLES cases instead of the default 50."""
-    sent = fuzz_endpoint(fuzz_target.handle, "POST", endpoint, FUZZ_EXAMPLES, check)
+    cache = getattr(pytestconfig, "cache", None)
+    sent = fuzz_endpoint(fuzz_target.handle, "POST", endpoint, FUZZ_EXAMPLES, check, cache)
     RELIABILITY["schemathesis cases sent"] += sent
     assert sent >= FUZZ_EXAMPLES * 0.9, f"only {sent} distinct cases were generated"
