@@ -24,8 +24,7 @@ import pytest
 
 from adapters.base import AdapterError, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
-from pytest_theory.options import TheoryOptions
-from pytest_theory.session import SESSION, Target, TheorySession
+from pytest_theory.session import Target, TheorySession
 from registry import ProcessorSpec, Registry
 
 
@@ -34,11 +33,7 @@ def theory_session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TheorySession]:
     """The session's processors; every container it started is removed at teardown."""
-    session = request.config.stash.get(SESSION, None)
-    if session is None:
-        session = request.config.stash[SESSION] = TheorySession(
-            TheoryOptions.from_config(request.config)
-        )
+    session = TheorySession.of(request.config)
     if session.base_dir is None:
         session.base_dir = tmp_path_factory.mktemp("theory")
     yield session

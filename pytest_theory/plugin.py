@@ -22,7 +22,7 @@ from contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.rules import RULES, rule_of
-from pytest_theory.session import SESSION, Target, TheorySession
+from pytest_theory.session import Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures"]
 
@@ -43,12 +43,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "processors (refs and adapters, a string or a list)",
     )
     config.addinivalue_line("markers", "theory_rule(rule): the contract rule a check belongs to")
+    config.addinivalue_line(
+        "markers",
+        "theory_variants(*names): the variants (canary, bare, fault) a test asks "
+        "theory_variant for; they boot in the background beside the default processor",
+    )
     options = TheoryOptions.from_config(config)
     if options.mode == "real" and is_ci():
         raise pytest.UsageError("ERR_CI_SAFETY: --theory-mode real is refused when CI=true")
     config.pluginmanager.register(RuleSummary(), "theory-rule-summary")
+    config.pluginmanager.register(VariantPlanner(), "theory-variant-planner")
     if options.refs:
-        _session(config).refs()  # unknown refs and broken registry files: a usage error, now
+        # Unknown refs and broken registry files are a usage error now, not at collection.
+        TheorySession.of(config).refs()
         suite = str(SUITE)
         if (
             options.refs_from_command_line
@@ -72,14 +79,6 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def _session(config: pytest.Config) -> TheorySession:
-    """The session's processors (made here for parametrisation; booted only by fixtures)."""
-    session = config.stash.get(SESSION, None)
-    if session is None:
-        session = config.stash[SESSION] = TheorySession(TheoryOptions.from_config(config))
-    return session
-
-
 def _as_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -89,7 +88,7 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "theory_target" not in metafunc.fixturenames:
         return
-    session = _session(metafunc.config)
+    session = TheorySession.of(metafunc.config)
     marker = metafunc.definition.get_closest_marker("theory")
     refs = _as_tuple(marker.kwargs.get("ref")) if marker else ()
     adapters = _as_tuple(marker.kwargs.get("adapter")) if marker else ()
@@ -111,6 +110,42 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(
         "theory_target", targets, ids=[str(t) for t in targets], indirect=True, scope="session"
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        target = callspec.params.get("theory_target") if callspec else None
+        if isinstance(target, Target):
+            item.add_marker(pytest.mark.xdist_group(target.slug))
+
+
+class VariantPlanner:
+    """Notes which variants the selected checks need, so they boot beside the default
+    processor; and runs the checks that need them last.
+
+    A plugin object of its own: pytest takes only ``pytest_*`` names from a module, and
+    this must run after deselection (trylast) while the grouping above runs first.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if hasattr(config, "workerinput") and not config.getoption("loadgroup", False):
+            return  # a worker gets only some of a processor's checks: boot what is asked
+        wanted: dict[Target, set[str]] = defaultdict(set)
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            target = callspec.params.get("theory_target") if callspec else None
+            marker = item.get_closest_marker("theory_variants")
+            if isinstance(target, Target) and marker:
+                wanted[target].update(marker.args)
+        TheorySession.of(config).variants_wanted = dict(wanted)
+        if wanted:
+            items.sort(key=lambda item: item.get_closest_marker("theory_variants") is not None)
 
 
 @pytest.hookimpl(wrapper=True)

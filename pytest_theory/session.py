@@ -6,28 +6,33 @@ per environment variant, one booted processor for the whole session:
 ``default``  what the adapter passes: IMAGE_DIGEST, the declared secrets present, CI
 ``canary``   every declared secret set to a canary value, and CI=true (so real is refused)
 ``bare``     IMAGE_DIGEST only: no secret, no CI (for ERR_MISSING_SECRET)
-``fault``    the runtime's fault injection on, a 2 s timeout, and CI=true
+``fault``    the runtime's fault injection on, a 0.5 s timeout, and CI=true
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from adapters import get_adapter
-from adapters.base import AdapterError, ProcessorHandle
+from adapters.base import ProcessorHandle
+from contracts.errors import ContractError
 from pytest_theory.options import TheoryOptions
 from registry import ProcessorSpec, Registry, RegistryError
+
+if TYPE_CHECKING:
+    from pytest_theory.fuzz import CaseCache  # schemathesis is slow to import; typing only
 
 CANARY = "theory-canary-5e3b9d0c7a"
 #: Where the session lives on ``config.stash``.
 SESSION = pytest.StashKey["TheorySession"]()
 VARIANTS = ("default", "canary", "bare", "fault")
-FAULT_TIMEOUT_S = "2"
+FAULT_TIMEOUT_S = "0.5"
 
 
 @dataclass(frozen=True, order=True)
@@ -44,15 +49,31 @@ class Target:
 
 
 class TheorySession:
-    def __init__(self, options: TheoryOptions):
+    def __init__(self, options: TheoryOptions, cache: CaseCache | None = None):
         self.options = options
+        #: Where generated fuzz and property cases are kept between runs (pytest's cache).
+        self.cache = cache
         #: Set by the ``theory_session`` fixture (a session temp folder) unless --theory-world is given.
         self.base_dir: Path | None = options.world
+        #: Variants the selected tests will ask for, booted in the background once the
+        #: target's default processor is up (set by the plugin after collection).
+        self.variants_wanted: dict[Target, set[str]] = {}
         self._registry: Registry | None = None
         self._adapters: dict[str, Any] = {}
-        self._handles: dict[tuple[Target, str], ProcessorHandle] = {}
-        self._failures: dict[tuple[Target, str], AdapterError] = {}
+        self._boots: dict[tuple[Target, str], Future[ProcessorHandle]] = {}
+        self._background: ThreadPoolExecutor | None = None
+        self._closed = False
         self._lock = threading.RLock()
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> TheorySession:
+        """The one session of ``config``, made on first use."""
+        session = config.stash.get(SESSION, None)
+        if session is None:
+            session = config.stash[SESSION] = cls(
+                TheoryOptions.from_config(config), cache=getattr(config, "cache", None)
+            )
+        return session
 
     # -- registry and targets --------------------------------------------------------
 
@@ -109,17 +130,58 @@ class TheorySession:
         A processor that cannot be booted fails every check that needs it with the
         adapter's error (ERR_HEALTH with its log tail, ERR_IMAGE_UNAVAILABLE, ...).
         """
-        key = (target, variant)
+        future, mine = self._claim(target, variant)
+        if mine:
+            self._fulfil(future, target, variant)
+        return future.result()
+
+    def _claim(self, target: Target, variant: str) -> tuple[Future[ProcessorHandle], bool]:
+        """The boot of ``(target, variant)``, and whether the caller must carry it out."""
         with self._lock:
-            if key in self._failures:
-                raise self._failures[key]
-            if key not in self._handles:
-                try:
-                    self._handles[key] = self._boot(target, variant)
-                except AdapterError as exc:
-                    self._failures[key] = exc
-                    raise
-            return self._handles[key]
+            if self._closed:
+                raise RuntimeError("the session is closed: it boots no more processors")
+            future = self._boots.get((target, variant))
+            if future is not None:
+                return future, False
+            future = self._boots[(target, variant)] = Future()
+            return future, True
+
+    def _fulfil(self, future: Future[ProcessorHandle], target: Target, variant: str) -> None:
+        if variant == "default":
+            self._boot_in_background(target, self.variants_wanted.get(target, set()))
+        try:
+            future.set_result(self._boot(target, variant))
+        except BaseException as exc:  # pytest's skip too: every asker gets the same outcome
+            future.set_exception(exc)
+
+    def _boot_in_background(self, target: Target, variants: set[str]) -> None:
+        """Start ``variants`` beside the default processor, so their starts overlap.
+
+        The image is resolved (and built if need be) here first, once, not by each boot.
+        """
+        if not variants or target.adapter == "modal":
+            return  # modal: the variants are processors the harness starts itself
+        try:
+            self.adapter(target.adapter).digest_for(self.spec(target))
+        except ContractError:
+            return  # the default's boot reports it
+        if not self.spec(target).secrets_required:
+            variants = variants - {"bare"}  # it provokes ERR_MISSING_SECRET: nothing to provoke
+        for variant in sorted(variants):
+            future, mine = self._claim(target, variant)
+            if mine:
+                with self._lock:
+                    if self._background is None:
+                        self._background = ThreadPoolExecutor(
+                            len(VARIANTS) - 1, thread_name_prefix="theory-boot"
+                        )
+                self._background.submit(self._fulfil, future, target, variant)
+
+    def settle(self) -> None:
+        """Wait for the background boots under way: a check that counts containers needs them done."""
+        with self._lock:
+            pending = list(self._boots.values())
+        wait(pending)
 
     def _boot(self, target: Target, variant: str) -> ProcessorHandle:
         spec = self.spec(target)
@@ -132,8 +194,7 @@ class TheorySession:
             return handle
         if target.adapter == "modal":
             pytest.skip("needs a processor the harness starts itself (local or inprocess)")
-        digest = self.processor(target).image_digest
-        environment = {"IMAGE_DIGEST": digest}
+        environment = {"IMAGE_DIGEST": adapter.digest_for(spec)}
         if variant == "canary":
             environment.update({name: CANARY for name in spec.secrets_declared}, CI="true")
         elif variant == "fault":
@@ -145,7 +206,18 @@ class TheorySession:
 
     def close(self) -> None:
         with self._lock:
-            adapters, self._adapters, self._handles = list(self._adapters.values()), {}, {}
+            self._closed = True
+        if self._background is not None:
+            # Boots under way finish first, so no container starts after its adapter closed.
+            self._background.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            adapters, self._adapters = list(self._adapters.values()), {}
+            boots, self._boots = list(self._boots.values()), {}
+        for future in boots:
+            if not future.done():  # queued and cancelled: whoever waits must not wait forever
+                future.set_exception(
+                    RuntimeError("the session closed before this processor booted")
+                )
         for adapter in adapters:
             if not self.options.keep:
                 adapter.close()

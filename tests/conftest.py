@@ -68,10 +68,32 @@ def docker_client() -> Any:
     return client
 
 
+def _descends_from_us(pid: int) -> bool:
+    """True when ``pid`` is this process or one of its descendants (Linux /proc)."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def _owned_by_a_sibling(labels: dict[str, str]) -> bool:
+    """Owned by another live process that this one did not start: an xdist sibling's."""
+    from adapters.containers import LABEL_OWNER, owner_alive
+
+    owner = labels.get(LABEL_OWNER, "")
+    pid = owner.split(":")[1] if owner.count(":") >= 2 else ""
+    return pid.isdigit() and owner_alive(owner) and not _descends_from_us(int(pid))
+
+
 def our_containers(client: Any) -> set[str]:
+    """Containers of ours that this process (or what it started) is answerable for."""
     from adapters.containers import managed_containers
 
-    return {c.name for c in managed_containers(client)}
+    return {c.name for c in managed_containers(client) if not _owned_by_a_sibling(c.labels)}
 
 
 @pytest.fixture

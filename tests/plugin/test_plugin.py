@@ -73,6 +73,21 @@ def test_only_the_suite_runs_when_refs_are_the_only_argument(pytester: pytest.Py
     assert "test_mine" in both.stdout.str() and "test_contract.py" in both.stdout.str()
 
 
+def test_checks_that_need_a_variant_run_last(pytester: pytest.Pytester) -> None:
+    """Their variants boot beside the default processor; the other checks run meanwhile."""
+    result = pytester.runpytest_subprocess("--theory-ref", "llm/litellm@1", "--collect-only", "-q")
+    ids = [line for line in result.outlines if "::" in line]
+    needs_variant = [
+        "test_err_missing_secret_in_real_mode",
+        "test_err_for_provider_timeout_and_internal_failures",
+        "test_secret_values_appear_nowhere",
+        "test_the_processor_refuses_real_under_ci[",
+    ]
+    last = [i for i, line in enumerate(ids) if any(name in line for name in needs_variant)]
+    assert len(last) == 6, ids
+    assert last == list(range(len(ids) - 6, len(ids))), ids
+
+
 def test_every_option_can_be_set_in_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         "[pytest]\ntheory_refs = llm/litellm@1\ntheory_adapter = inprocess\ntheory_fuzz_examples = 5\n"
