@@ -13,6 +13,7 @@ its final path only once complete.
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
 import shutil
@@ -20,6 +21,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -29,6 +31,9 @@ from blake3 import blake3
 
 from contracts.hashing import CHUNK_BYTES, CID_PREFIX
 from contracts.worldpath import FACETS, canonicalize
+
+#: Large enough for blake3 to hash on every core, small enough that two stay cheap.
+PUT_CHUNK_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,46 @@ def _chunks(source: bytes | BinaryIO) -> Iterator[bytes]:
     stream = BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
     while chunk := stream.read(CHUNK_BYTES):
         yield chunk
+
+
+def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
+    """``readinto`` where the stream has a real one (files, BytesIO), else ``read`` and copy."""
+    if isinstance(stream, io.BufferedIOBase | io.FileIO):
+        return stream.readinto(buffer) or 0
+    data = stream.read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
+
+
+def _copy_hashing(source: bytes | BinaryIO, target: BinaryIO) -> tuple[str, int]:
+    """Copy ``source`` to the unbuffered ``target``; the cid and size of what was written.
+
+    Chunk n is written on a helper thread while chunk n+1 is read and hashed (both
+    release the GIL), so a put costs about as much as hashing alone; two buffers
+    alternate, so memory stays at two chunks whatever the size.
+    """
+    stream = BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+    hasher = blake3(max_threads=blake3.AUTO)
+    buffers = [bytearray(PUT_CHUNK_BYTES), bytearray(PUT_CHUNK_BYTES)]
+    size = 0
+    writing: Future[None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="artifact-put") as writer:
+        while n := _read_into(stream, buffers[0]):
+            chunk = memoryview(buffers[0])[:n]
+            hasher.update(chunk)
+            size += n
+            if writing is not None:
+                writing.result()  # the other buffer is free again
+            writing = writer.submit(_write_all, target, chunk)
+            buffers.reverse()
+        if writing is not None:
+            writing.result()
+    return CID_PREFIX + hasher.hexdigest(), size
+
+
+def _write_all(target: BinaryIO, chunk: memoryview) -> None:
+    while chunk:  # an unbuffered write may take only part
+        chunk = chunk[target.write(chunk) :]
 
 
 def _file_path(world_path: str) -> str:
@@ -121,19 +166,14 @@ class FilesystemArtifactStore(ArtifactStore):
         final = self.root / path.lstrip("/")
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
-        hasher = blake3(max_threads=blake3.AUTO)
-        size = 0
         try:
-            with open(temp, "xb") as target:
-                for chunk in _chunks(source):
-                    hasher.update(chunk)
-                    target.write(chunk)
-                    size += len(chunk)
+            with open(temp, "xb", buffering=0) as target:
+                cid, size = _copy_hashing(source, target)
             os.replace(temp, final)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        return ArtifactRef(path, CID_PREFIX + hasher.hexdigest(), size, mime or guess_mime(path))
+        return ArtifactRef(path, cid, size, mime or guess_mime(path))
 
     def open(self, world_path: str) -> BinaryIO:
         return open(self.host_path(_file_path(world_path)), "rb")
