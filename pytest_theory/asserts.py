@@ -28,6 +28,19 @@ from registry import ProcessorSpec
 
 STREAM_EVENTS = ("progress", "log", "token")
 
+__all__ = [
+    "assert_canonical_error",
+    "assert_envelope",
+    "assert_error",
+    "assert_index",
+    "assert_ndjson_logs",
+    "assert_no_secret",
+    "assert_outputs",
+    "assert_receipts",
+    "assert_stream",
+    "assert_success",
+]
+
 
 def _problems(name: str, instance: Any) -> str:
     return "\n  ".join(schemas.problems(name, instance))
