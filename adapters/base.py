@@ -70,29 +70,9 @@ class ProcessorHandle(Protocol):
     def close(self) -> None: ...
 
 
-class Adapter(Protocol):
-    name: str
-
-    def invoke(
-        self,
-        *,
-        processor_ref: str,
-        mode: str,
-        inputs_json: Mapping[str, Any],
-        write_prefix: str,
-        execution_id: str,
-        registry_snapshot: Mapping[str, Any],
-        adapter_opts: Mapping[str, Any] | None,
-        secrets_present: Sequence[str],
-        stream: bool = False,
-        on_event: OnEvent | None = None,
-    ) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-class BaseAdapter:
-    """The ``invoke`` every adapter shares: preflight the call, then ``run`` it.
+class Adapter:
+    """What every adapter is: one ``invoke`` (SPEC section 8) that preflights the call,
+    then hands it to the adapter's ``run``.
 
     A call that fails preflight gets its error envelope without touching a
     processor; subclasses carry the checked call in ``run``.

@@ -25,8 +25,8 @@ import httpx
 
 from adapters import http
 from adapters.base import (
+    Adapter,
     AdapterError,
-    BaseAdapter,
     Invocation,
     OnEvent,
     container_environment,
@@ -110,7 +110,7 @@ class InprocessHandle:
         self.client.close()
 
 
-class InprocessAdapter(BaseAdapter):
+class InprocessAdapter(Adapter):
     name = "inprocess"
 
     def __init__(self, *, world_root: str | Path | None = None, image_digest: str | None = None):

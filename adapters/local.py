@@ -34,8 +34,8 @@ from docker.errors import DockerException
 
 from adapters import http
 from adapters.base import (
+    Adapter,
     AdapterError,
-    BaseAdapter,
     Invocation,
     OnEvent,
     container_environment,
@@ -89,7 +89,7 @@ def default_world_root() -> Path:
     return Path(os.environ.get(WORLD_ENV) or tempfile.mkdtemp(prefix="theory-world-"))
 
 
-class LocalAdapter(BaseAdapter):
+class LocalAdapter(Adapter):
     name = "local"
 
     def __init__(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from adapters import http
-from adapters.base import AdapterError, BaseAdapter, Invocation, OnEvent
+from adapters.base import Adapter, AdapterError, Invocation, OnEvent
 from contracts.digests import normalize_digest
 from contracts.errors import ContractError, ErrorCode
 from registry import ProcessorSpec, Ref
@@ -105,7 +105,7 @@ class ModalHandle:
         self.client.close()
 
 
-class ModalAdapter(BaseAdapter):
+class ModalAdapter(Adapter):
     name = "modal"
 
     def __init__(
