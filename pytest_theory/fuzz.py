@@ -14,7 +14,6 @@ versions. Drawing them cost far more than sending them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ from schemathesis.core import NotSet
 from schemathesis.generation import GenerationMode
 
 from adapters.base import ProcessorHandle
-from contracts import canonical_json, problems
+from contracts import canonical_json, cid_of_bytes, problems
 from contracts.errors import is_valid_status
+from contracts.hashing import CID_PREFIX
 from pytest_theory.asserts import assert_envelope
 from pytest_theory.driver import parse_sse
 
@@ -117,7 +117,7 @@ def cached_cases(
     """The JSON cases ``generate()`` gives for ``material``, drawn once per cache."""
     packages = ("hypothesis", "hypothesis-jsonschema", "schemathesis")
     key_text = canonical_json([material, {name: version(name) for name in packages}])
-    key = f"theory/{kind}/{hashlib.sha256(key_text).hexdigest()[:20]}"
+    key = f"theory/{kind}/{cid_of_bytes(key_text).removeprefix(CID_PREFIX)[:20]}"
     if cache is not None:
         hit = cache.get(key, None)
         if isinstance(hit, list):
@@ -128,27 +128,37 @@ def cached_cases(
     return cases
 
 
+def draw(strategy: st.SearchStrategy[Any], examples: int) -> list[Any]:
+    """What ``examples`` derandomized draws of ``strategy`` give, in order."""
+    drawn: list[Any] = []
+
+    @fuzz_settings(examples)
+    @given(value=strategy)
+    def collect(value: Any) -> None:
+        drawn.append(value)
+
+    collect()
+    return drawn
+
+
+def _as_request(case: Any) -> dict[str, Any]:
+    """A schemathesis case as JSON: its body (or raw bytes, base64) and media type."""
+    body = None if isinstance(case.body, NotSet) else to_mock(case.body)
+    request: dict[str, Any] = {"media_type": case.media_type}
+    if isinstance(body, bytes):
+        request["raw"] = base64.b64encode(body).decode()
+    elif body is not None:
+        request["body"] = body
+    return request
+
+
 def _draw_requests(operation: Any, examples: int) -> list[dict[str, Any]]:
-    """Positive and negative schemathesis cases as JSON: body or raw bytes, and media type."""
+    """Positive and negative schemathesis cases of ``operation``, as JSON."""
     strategy = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE),
         operation.as_strategy(GenerationMode.NEGATIVE),
     )
-    drawn: list[dict[str, Any]] = []
-
-    @fuzz_settings(examples)
-    @given(case=strategy)
-    def draw(case: Any) -> None:
-        body = None if isinstance(case.body, NotSet) else to_mock(case.body)
-        request: dict[str, Any] = {"media_type": case.media_type}
-        if isinstance(body, bytes):
-            request["raw"] = base64.b64encode(body).decode()
-        elif body is not None:
-            request["body"] = body
-        drawn.append(request)
-
-    draw()
-    return drawn
+    return [_as_request(case) for case in draw(strategy, examples)]
 
 
 def fuzz_endpoint(
@@ -196,15 +206,7 @@ def property_run(
     def draw_inputs() -> list[Any]:
         from hypothesis_jsonschema import from_schema
 
-        drawn: list[Any] = []
-
-        @fuzz_settings(examples)
-        @given(inputs=from_schema(schema))
-        def draw(inputs: dict[str, Any]) -> None:
-            drawn.append(inputs)
-
-        draw()
-        return drawn
+        return draw(from_schema(schema), examples)
 
     for inputs in cached_cases(cache, "inputs", [schema, examples], draw_inputs):
         run(inputs)
