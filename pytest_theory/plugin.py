@@ -112,13 +112,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
+def _target_of(item: pytest.Item) -> Target | None:
+    """The processor a collected test runs against, if it is parametrised over one."""
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("theory_target") if callspec else None
+    return target if isinstance(target, Target) else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers."""
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        target = callspec.params.get("theory_target") if callspec else None
-        if isinstance(target, Target):
+        target = _target_of(item)
+        if target is not None:
             item.add_marker(pytest.mark.xdist_group(target.slug))
 
 
@@ -134,14 +140,15 @@ class VariantPlanner:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
+        # xdist sets option.loadgroup in its workers; under any other --dist a worker
+        # gets only some of a processor's checks, so it boots what they ask for.
         if hasattr(config, "workerinput") and not config.getoption("loadgroup", False):
-            return  # a worker gets only some of a processor's checks: boot what is asked
+            return
         wanted: dict[Target, set[str]] = defaultdict(set)
         for item in items:
-            callspec = getattr(item, "callspec", None)
-            target = callspec.params.get("theory_target") if callspec else None
+            target = _target_of(item)
             marker = item.get_closest_marker("theory_variants")
-            if isinstance(target, Target) and marker:
+            if target is not None and marker:
                 wanted[target].update(marker.args)
         TheorySession.of(config).variants_wanted = dict(wanted)
         if wanted:
@@ -153,9 +160,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, Any]:
     report = yield
-    callspec = getattr(item, "callspec", None)
-    target = callspec.params.get("theory_target") if callspec else None
-    if isinstance(target, Target):
+    target = _target_of(item)
+    if target is not None:
         rule = rule_of(item)
         report.user_properties.append(("theory_target", str(target)))
         if rule:
