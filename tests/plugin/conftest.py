@@ -21,6 +21,16 @@ BREAKS = {
     "leaked_secret": "secrets",
     "no_digest_on_errors": "errors",
     "django_in_image": "image",
+    "no_settle_log": "logs",
+}
+#: One-line edits of the template's Dockerfile, each breaking one check of the `image` rule.
+DOCKERFILE_BREAKS = {
+    "test_dockerfile_takes_the_base_image_as_an_argument": (
+        "ARG BASE_IMAGE=python:3.11-slim",
+        "ARG BASE_IMAGE",
+    ),
+    "test_image_has_a_healthcheck_on_healthz": ("8000/healthz'", "8000/openapi.json'"),
+    "test_image_runs_uvicorn": ('CMD ["uvicorn",', 'CMD ["python", "-m", "uvicorn",'),
 }
 SUMMARY = re.compile(
     r"^(?P<target>\S+): (?P<passed>\d+)/(?P<ran>\d+) rules passed \((?P<checks>\d+) checks\)"

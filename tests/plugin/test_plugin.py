@@ -14,7 +14,7 @@ import pytest
 
 from adapters.containers import LABEL_OWNER, managed_containers
 from tests.conftest import REPO, our_containers
-from tests.plugin.conftest import BREAKS, QUICK, make_broken, summaries
+from tests.plugin.conftest import BREAKS, DOCKERFILE_BREAKS, QUICK, make_broken, summaries
 
 docker = pytest.mark.docker
 
@@ -142,6 +142,29 @@ def test_a_broken_processor_fails_only_its_rule(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     summary = rules_of(result)[f"{ref}-local"]
     assert summary["failed"] == {broken_rule}, result.stdout.str()[-3000:]
+
+
+@docker
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize("check", sorted(DOCKERFILE_BREAKS))
+def test_a_broken_dockerfile_fails_its_image_check(
+    pytester: pytest.Pytester, broken_root: Path, check: str
+) -> None:
+    """Through the built image (local) and the Dockerfile's text (inprocess)."""
+    ref = make_broken(broken_root, "dockerfile")
+    dockerfile = broken_root / "broken_dockerfile" / "Dockerfile"
+    old, new = DOCKERFILE_BREAKS[check]
+    assert dockerfile.read_text().count(old) == 1
+    dockerfile.write_text(dockerfile.read_text().replace(old, new))
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", ref, "--theory-registry", str(broken_root),
+        "--theory-adapter", "local", "--theory-adapter", "inprocess", "-k", "image", "-rf", *QUICK,
+    )  # fmt: skip
+    failed = {
+        line.split()[1].split("::")[1] for line in result.outlines if line.startswith("FAILED ")
+    }
+    assert failed == {f"{check}[{ref}-local]", f"{check}[{ref}-inprocess]"}, result.stdout.str()
+    assert all(s["failed"] == {"image"} for s in rules_of(result).values())
 
 
 @docker
