@@ -15,19 +15,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from adapters.base import Adapter, AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
 
 if TYPE_CHECKING:
-    from adapters.inprocess import InprocessAdapter
-    from adapters.local import LocalAdapter
-    from adapters.modal import ModalAdapter
+    from pytest_theory.adapters.inprocess import InprocessAdapter
+    from pytest_theory.adapters.local import LocalAdapter
+    from pytest_theory.adapters.modal import ModalAdapter
 
 #: Imported on first use: the in-process adapter pulls in FastAPI and the processors,
 #: which a run through Docker never needs (and every pytest start would pay for).
 ADAPTERS: dict[str, str] = {
-    "local": "adapters.local:LocalAdapter",
-    "inprocess": "adapters.inprocess:InprocessAdapter",
-    "modal": "adapters.modal:ModalAdapter",
+    "local": "pytest_theory.adapters.local:LocalAdapter",
+    "inprocess": "pytest_theory.adapters.inprocess:InprocessAdapter",
+    "modal": "pytest_theory.adapters.modal:ModalAdapter",
 }
 _CLASSES = {path.rpartition(":")[2]: path for path in ADAPTERS.values()}
 

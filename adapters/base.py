@@ -21,13 +21,13 @@ from typing import Any, Protocol
 
 import httpx
 
-from contracts import schemas
-from contracts.digests import digests_equal, normalize_digest
-from contracts.errors import ContractError, ErrorCode, error_envelope, is_valid_status
-from contracts.fingerprint import env_fingerprint
-from contracts.modes import check_ci_safety, parse_mode
-from contracts.worldpath import validate_execution_id
-from registry import ProcessorSpec, RegistryError, parse_ref
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.digests import digests_equal, normalize_digest
+from pytest_theory.contracts.errors import ContractError, ErrorCode, error_envelope, is_valid_status
+from pytest_theory.contracts.fingerprint import env_fingerprint
+from pytest_theory.contracts.modes import check_ci_safety, parse_mode
+from pytest_theory.contracts.worldpath import validate_execution_id
+from pytest_theory.registry import ProcessorSpec, RegistryError, parse_ref
 
 #: ``on_event(event, data)`` for ``/run-stream`` events before ``done``.
 OnEvent = Callable[[str, dict[str, Any]], None]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from adapters.base import (
+from pytest_theory.adapters.base import (
     AdapterError,
     Invocation,
     OnEvent,
@@ -21,8 +21,8 @@ from adapters.base import (
     check_envelope,
     logs_tail,
 )
-from contracts import schemas
-from contracts.errors import ErrorCode
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.errors import ErrorCode
 
 #: Added to ``runtime.timeout_s``: the processor answers ERR_TIMEOUT itself first.
 TIMEOUT_GRACE_S = 10.0

@@ -23,8 +23,8 @@ from typing import Any
 import anyio.from_thread
 import httpx
 
-from adapters import http
-from adapters.base import (
+from pytest_theory.adapters import http
+from pytest_theory.adapters.base import (
     Adapter,
     AdapterError,
     Invocation,
@@ -32,10 +32,10 @@ from adapters.base import (
     container_environment,
     present_secrets,
 )
-from adapters.local import default_world_root
-from contracts.errors import ContractError, ErrorCode
-from processors.runtime import Handler, create_app
-from registry import ProcessorSpec
+from pytest_theory.adapters.local import default_world_root
+from pytest_theory.contracts.errors import ContractError, ErrorCode
+from pytest_theory.processors.runtime import Handler, create_app
+from pytest_theory.registry import ProcessorSpec
 
 
 class BlockingASGITransport(httpx.BaseTransport):
@@ -80,7 +80,7 @@ def _local_or_pinned_digest(spec: ProcessorSpec) -> str:
     try:
         import docker
 
-        from adapters.images import content_tag
+        from pytest_theory.images import content_tag
 
         return str(docker.from_env().images.get(content_tag(spec)).id)
     except Exception:  # no engine, or not built here: the registry's pin is the best we know

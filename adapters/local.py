@@ -32,8 +32,8 @@ import docker
 import httpx
 from docker.errors import DockerException
 
-from adapters import http
-from adapters.base import (
+from pytest_theory.adapters import http
+from pytest_theory.adapters.base import (
     Adapter,
     AdapterError,
     Invocation,
@@ -41,10 +41,10 @@ from adapters.base import (
     container_environment,
     present_secrets,
 )
-from adapters.containers import ProcessorContainer, reap_orphans
-from adapters.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
-from contracts.errors import ContractError, ErrorCode
-from registry import ProcessorSpec
+from pytest_theory.adapters.containers import ProcessorContainer, reap_orphans
+from pytest_theory.contracts.errors import ContractError, ErrorCode
+from pytest_theory.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
+from pytest_theory.registry import ProcessorSpec
 
 WORLD_ENV = "THEORY_WORLD_ROOT"
 DEFAULTS: dict[str, Any] = {"build": "auto", "reuse": True, "health_timeout_s": 60.0}

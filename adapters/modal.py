@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
-from adapters import http
-from adapters.base import Adapter, AdapterError, Invocation, OnEvent
-from contracts.digests import normalize_digest
-from contracts.errors import ContractError, ErrorCode
-from registry import ProcessorSpec, Ref
+from pytest_theory.adapters import http
+from pytest_theory.adapters.base import Adapter, AdapterError, Invocation, OnEvent
+from pytest_theory.contracts.digests import normalize_digest
+from pytest_theory.contracts.errors import ContractError, ErrorCode
+from pytest_theory.registry import ProcessorSpec, Ref
 
 FUNCTION_NAME = "serve"
 DEFAULT_ENVIRONMENT = "dev"

@@ -13,9 +13,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.modal import FUNCTION_NAME, MODAL_PLATFORM, app_name, default_environment, volume_name
-from contracts.digests import normalize_digest
-from registry import ProcessorSpec, Registry
+from pytest_theory.adapters.modal import (
+    FUNCTION_NAME,
+    MODAL_PLATFORM,
+    app_name,
+    default_environment,
+    volume_name,
+)
+from pytest_theory.contracts.digests import normalize_digest
+from pytest_theory.registry import ProcessorSpec, Registry
 
 
 @dataclass(frozen=True)

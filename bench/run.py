@@ -29,12 +29,12 @@ from typing import Any
 
 import docker
 
-from adapters import LocalAdapter
-from adapters.containers import ProcessorContainer, managed_containers
-from adapters.http import wait_healthy
-from adapters.images import build_image
-from contracts.hashing import cid_of_file
-from registry import Registry
+from pytest_theory.adapters import LocalAdapter
+from pytest_theory.adapters.containers import ProcessorContainer, managed_containers
+from pytest_theory.adapters.http import wait_healthy
+from pytest_theory.contracts.hashing import cid_of_file
+from pytest_theory.images import build_image
+from pytest_theory.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
@@ -266,7 +266,7 @@ def bench_builds(client: docker.DockerClient, cold: bool) -> list[Figure]:
 
 def bench_store(size_mib: int) -> Figure:
     sys.path.insert(0, str(REPO))
-    from django_project.apps.storage.store import FilesystemArtifactStore
+    from pytest_theory.django_project.apps.storage.store import FilesystemArtifactStore
 
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         source = Path(tmp) / "big.bin"

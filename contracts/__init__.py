@@ -5,8 +5,8 @@ processors, adapters, the plugin and the control plane all share one copy of
 every rule. See ``SPEC.md`` for the contract itself.
 """
 
-from contracts.digests import digests_equal, is_pinned, normalize_digest
-from contracts.errors import (
+from pytest_theory.contracts.digests import digests_equal, is_pinned, normalize_digest
+from pytest_theory.contracts.errors import (
     ADAPTER_CODES,
     PROCESSOR_STATUS,
     TRANSIENT_ADAPTER_CODES,
@@ -16,7 +16,7 @@ from contracts.errors import (
     is_valid_status,
     status_for,
 )
-from contracts.hashing import (
+from pytest_theory.contracts.hashing import (
     HASH_SCHEMA,
     canonical_json,
     cid_of_bytes,
@@ -28,9 +28,15 @@ from contracts.hashing import (
     memo_key,
     seed_for,
 )
-from contracts.modes import Mode, check_ci_safety, is_ci, parse_mode, resolve_mode
-from contracts.schemas import SchemaViolation, is_valid, load_schema, problems, validate
-from contracts.worldpath import (
+from pytest_theory.contracts.modes import Mode, check_ci_safety, is_ci, parse_mode, resolve_mode
+from pytest_theory.contracts.schemas import (
+    SchemaViolation,
+    is_valid,
+    load_schema,
+    problems,
+    validate,
+)
+from pytest_theory.contracts.worldpath import (
     FACETS,
     WorldPathError,
     canonicalize,

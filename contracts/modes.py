@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 
-from contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ContractError, ErrorCode
 
 _TRUE = frozenset({"true", "1", "yes"})
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from contracts.errors import PAYLOAD_STATUSES, PROCESSOR_STATUS
-from contracts.schemas import BASE_URI, load_schema
+from pytest_theory.contracts.errors import PAYLOAD_STATUSES, PROCESSOR_STATUS
+from pytest_theory.contracts.schemas import BASE_URI, load_schema
 
 _DROP = ("$schema", "$id", "title", "definitions")
 

@@ -17,7 +17,7 @@ from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
-from contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ContractError, ErrorCode
 
 if TYPE_CHECKING:
     from referencing._core import Resolver  # not re-exported; for the annotation only
@@ -52,7 +52,7 @@ def load_schema(name: str) -> dict[str, Any]:
     """The parsed schema ``contracts/schemas/<name>.json``."""
     if name not in SCHEMA_NAMES:
         raise KeyError(f"no contract schema named {name!r}")
-    text = resources.files("contracts").joinpath("schemas", f"{name}.json").read_text("utf-8")
+    text = resources.files(__package__).joinpath("schemas", f"{name}.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

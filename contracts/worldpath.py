@@ -16,7 +16,7 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-from contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ContractError, ErrorCode
 
 FACETS: tuple[str, ...] = ("/artifacts", "/plan", "/streams", "/scratch")
 MAX_PATH_BYTES = 4096

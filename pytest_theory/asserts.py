@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from contracts import schemas
-from contracts.errors import is_valid_status, status_for
-from contracts.hashing import (
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.errors import is_valid_status, status_for
+from pytest_theory.contracts.hashing import (
     HASH_SCHEMA,
     canonical_json,
     cid_of_bytes,
@@ -21,10 +21,10 @@ from contracts.hashing import (
     memo_key,
     seed_for,
 )
-from contracts.outputs import declared_output, relpath_of
-from contracts.worldpath import determinism_receipt_path, is_under
+from pytest_theory.contracts.outputs import declared_output, relpath_of
+from pytest_theory.contracts.worldpath import determinism_receipt_path, is_under
 from pytest_theory.driver import Run
-from registry import ProcessorSpec
+from pytest_theory.registry import ProcessorSpec
 
 STREAM_EVENTS = ("progress", "log", "token")
 

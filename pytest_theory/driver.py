@@ -19,10 +19,10 @@ import pytest
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 
-from adapters.base import ProcessorHandle
-from contracts import schemas
-from contracts.worldpath import determinism_receipt_path, expand_write_prefix
-from registry import ProcessorSpec
+from pytest_theory.adapters.base import ProcessorHandle
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
+from pytest_theory.registry import ProcessorSpec
 
 PREFIX = "/artifacts/theory/{execution_id}/"
 #: The drivers a test used, on its item's stash (for failure reports).

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from adapters.base import AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import AdapterError, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
+from pytest_theory.registry import ProcessorSpec, Registry
 from pytest_theory.session import Target, TheorySession
-from registry import ProcessorSpec, Registry
 
 
 @pytest.fixture(scope="session")

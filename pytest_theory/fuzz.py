@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from schemathesis.core import NotSet
 from schemathesis.generation import GenerationMode
 
-from adapters.base import ProcessorHandle
-from contracts import canonical_json, cid_of_bytes, problems
-from contracts.errors import is_valid_status
-from contracts.hashing import CID_PREFIX
+from pytest_theory.adapters.base import ProcessorHandle
 from pytest_theory.asserts import assert_envelope
+from pytest_theory.contracts import canonical_json, cid_of_bytes, problems
+from pytest_theory.contracts.errors import is_valid_status
+from pytest_theory.contracts.hashing import CID_PREFIX
 from pytest_theory.driver import parse_sse
 
 #: ``check(case, response)``: raise AssertionError to report a failing case.

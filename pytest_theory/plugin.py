@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from contracts.modes import is_ci
+from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.rules import RULES, rule_of

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from adapters import get_adapter
-from adapters.base import ProcessorHandle
-from contracts.errors import ContractError
+from pytest_theory.adapters import get_adapter
+from pytest_theory.adapters.base import ProcessorHandle
+from pytest_theory.contracts.errors import ContractError
 from pytest_theory.options import TheoryOptions
-from registry import ProcessorSpec, Registry, RegistryError
+from pytest_theory.registry import ProcessorSpec, Registry, RegistryError
 
 if TYPE_CHECKING:
     from pytest_theory.fuzz import CaseCache  # schemathesis is slow to import; typing only

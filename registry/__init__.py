@@ -1,8 +1,20 @@
 """Finding, loading and validating processors' ``registry.yaml`` files."""
 
-from registry.discovery import ROOTS_ENV, Registry, builtin_root, default_roots
-from registry.refs import Ref, RegistryError, parse_ref
-from registry.spec import ProcessorSpec, host_platform, load_spec, validate_registry_data
+from pytest_theory.registry.discovery import (
+    ROOTS_ENV,
+    Registry,
+    builtin_root,
+    contracts_root,
+    default_roots,
+    runtime_root,
+)
+from pytest_theory.registry.refs import Ref, RegistryError, parse_ref
+from pytest_theory.registry.spec import (
+    ProcessorSpec,
+    host_platform,
+    load_spec,
+    validate_registry_data,
+)
 
 __all__ = [
     "ROOTS_ENV",
@@ -11,9 +23,11 @@ __all__ = [
     "Registry",
     "RegistryError",
     "builtin_root",
+    "contracts_root",
     "default_roots",
     "host_platform",
     "load_spec",
     "parse_ref",
+    "runtime_root",
     "validate_registry_data",
 ]

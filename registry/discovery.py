@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from registry.refs import Ref, RegistryError, parse_ref
-from registry.spec import REGISTRY_FILENAME, ProcessorSpec, load_spec
+from pytest_theory.registry.refs import Ref, RegistryError, parse_ref
+from pytest_theory.registry.spec import REGISTRY_FILENAME, ProcessorSpec, load_spec
 
 #: Extra roots, ``os.pathsep``-separated, for callers that cannot pass them.
 ROOTS_ENV = "THEORY_REGISTRY_PATH"
 
 
+def _package_dir(name: str) -> Path:
+    """Where an installed package's sources are, without importing it."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None, name
+    return Path(spec.origin).resolve().parent
+
+
 def builtin_root() -> Path:
     """The ``processors/`` folder shipped with this distribution."""
-    import processors
+    return _package_dir("pytest_theory.processors")
 
-    return Path(processors.__file__).resolve().parent
+
+def runtime_root() -> Path:
+    """The processor runtime's sources (``processors/runtime``), which images carry."""
+    return builtin_root() / "runtime"
+
+
+def contracts_root() -> Path:
+    """The ``contracts`` package's sources, which images carry beside the runtime."""
+    return _package_dir("pytest_theory.contracts")
 
 
 def default_roots() -> list[Path]:

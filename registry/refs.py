@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ContractError, ErrorCode
 
 REF_RE = re.compile(
     r"^(?P<ns>[a-z][a-z0-9_-]*)/(?P<name>[a-z][a-z0-9_-]*)@(?P<version>[1-9][0-9]*)$"

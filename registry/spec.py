@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from jsonschema.exceptions import ValidationError
 
-from contracts import schemas
-from contracts.hashing import cid_of_bytes
-from contracts.outputs import declared_output
-from registry.refs import Ref, RegistryError, parse_ref
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.hashing import cid_of_bytes
+from pytest_theory.contracts.outputs import declared_output
+from pytest_theory.registry.refs import Ref, RegistryError, parse_ref
 
 REGISTRY_FILENAME = "registry.yaml"
 _MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}

@@ -82,7 +82,7 @@ def _descends_from_us(pid: int) -> bool:
 
 def _owned_by_a_sibling(labels: dict[str, str]) -> bool:
     """Owned by another live process that this one did not start: an xdist sibling's."""
-    from adapters.containers import LABEL_OWNER, owner_alive
+    from pytest_theory.adapters.containers import LABEL_OWNER, owner_alive
 
     owner = labels.get(LABEL_OWNER, "")
     pid = owner.split(":")[1] if owner.count(":") >= 2 else ""
@@ -91,7 +91,7 @@ def _owned_by_a_sibling(labels: dict[str, str]) -> bool:
 
 def our_containers(client: Any) -> set[str]:
     """Containers of ours that this process (or what it started) is answerable for."""
-    from adapters.containers import managed_containers
+    from pytest_theory.adapters.containers import managed_containers
 
     return {c.name for c in managed_containers(client) if not _owned_by_a_sibling(c.labels)}
 
@@ -110,7 +110,7 @@ def _leftovers() -> dict[str, set[str]] | None:
     import docker
     from docker.errors import DockerException
 
-    from adapters.containers import LABEL_MANAGED
+    from pytest_theory.adapters.containers import LABEL_MANAGED
 
     try:
         client = docker.from_env()

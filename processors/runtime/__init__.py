@@ -10,7 +10,7 @@ confinement to the write prefix, atomic outputs, index and receipts, NDJSON
 logs with redaction, timeouts and the CI-safety refusal.
 """
 
-from processors.runtime.api import (
+from pytest_theory.processors.runtime.api import (
     Emit,
     Handler,
     Output,
@@ -19,7 +19,7 @@ from processors.runtime.api import (
     RunCancelled,
     RunContext,
 )
-from processors.runtime.app import create_app
+from pytest_theory.processors.runtime.app import create_app
 
 __all__ = [
     "Emit",

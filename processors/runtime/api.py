@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ContractError, ErrorCode
 
 #: ``emit(event, data)``: send a ``progress``/``log``/``token`` event to a streaming caller.
 Emit = Callable[[str, dict[str, Any]], None]

@@ -26,16 +26,26 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import schemas
-from contracts.errors import ContractError, ErrorCode, error_envelope
-from contracts.hashing import HASH_SCHEMA, inputs_hash, memo_key, seed_for
-from contracts.modes import Mode, resolve_mode
-from contracts.openapi import openapi_document
-from contracts.worldpath import expand_write_prefix, validate_execution_id
-from processors.runtime.api import Handler, ProviderError, Result, RunCancelled, RunContext
-from processors.runtime.config import ProcessorConfig
-from processors.runtime.logs import NdjsonLogger, take_over_process_output, utc_timestamp
-from processors.runtime.world import World, output_world_path, plan_run_files
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.errors import ContractError, ErrorCode, error_envelope
+from pytest_theory.contracts.hashing import HASH_SCHEMA, inputs_hash, memo_key, seed_for
+from pytest_theory.contracts.modes import Mode, resolve_mode
+from pytest_theory.contracts.openapi import openapi_document
+from pytest_theory.contracts.worldpath import expand_write_prefix, validate_execution_id
+from pytest_theory.processors.runtime.api import (
+    Handler,
+    ProviderError,
+    Result,
+    RunCancelled,
+    RunContext,
+)
+from pytest_theory.processors.runtime.config import ProcessorConfig
+from pytest_theory.processors.runtime.logs import (
+    NdjsonLogger,
+    take_over_process_output,
+    utc_timestamp,
+)
+from pytest_theory.processors.runtime.world import World, output_world_path, plan_run_files
 
 STREAM_EVENTS = frozenset({"progress", "log", "token"})
 #: Handler threads. A timed-out handler keeps its thread until it notices, so
@@ -141,19 +151,19 @@ class Processor:
             envelope = await asyncio.wait_for(job, timeout=self.config.timeout_s)
         except TimeoutError:
             cancelled.set()
-            exc = ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
-            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+            failure = ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
+            return self._settle(started, ids, *self.error(failure, run.execution_id), failure)
         except (ContractError, RunCancelled) as raised:
-            exc = (
+            failure = (
                 raised
                 if isinstance(raised, ContractError)
                 else ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
             )
-            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+            return self._settle(started, ids, *self.error(failure, run.execution_id), failure)
         except Exception as raised:  # the handler's bug: a canonical envelope, never a page
             self.logger.log("handler.exception", "error", exc_type=type(raised).__name__, **ids)
-            exc = ContractError(ErrorCode.ERR_INTERNAL, "the processor failed unexpectedly")
-            return self._settle(started, ids, *self.error(exc, run.execution_id), exc)
+            failure = ContractError(ErrorCode.ERR_INTERNAL, "the processor failed unexpectedly")
+            return self._settle(started, ids, *self.error(failure, run.execution_id), failure)
         return self._settle(started, ids, 200, envelope, None)
 
     def _settle(

@@ -11,13 +11,13 @@ from typing import Any
 
 import yaml
 
-from contracts import schemas
-from contracts.digests import normalize_digest
-from contracts.errors import ErrorCode
-from contracts.fingerprint import env_fingerprint
-from contracts.modes import Mode
-from contracts.outputs import declared_output
-from processors.runtime.logs import Redactor
+from pytest_theory.contracts import schemas
+from pytest_theory.contracts.digests import normalize_digest
+from pytest_theory.contracts.errors import ErrorCode
+from pytest_theory.contracts.fingerprint import env_fingerprint
+from pytest_theory.contracts.modes import Mode
+from pytest_theory.contracts.outputs import declared_output
+from pytest_theory.processors.runtime.logs import Redactor
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Operator knobs read from the environment (all optional).

@@ -83,8 +83,10 @@ class NdjsonLogger:
         line = json.dumps(self.redactor.obj(record), default=str)
         line = self.redactor.text(line) + "\n"
         with self._lock:
-            self.stream.write(line)
-            self.stream.flush()
+            stream = self.stream
+            if stream is not None:  # stderr is None under pythonw and some embedders
+                stream.write(line)
+                stream.flush()
 
 
 class _LoggingBridge(logging.Handler):

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import ContractError, ErrorCode
-from contracts.hashing import canonical_json, cid_of_bytes
-from contracts.worldpath import (
+from pytest_theory.contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.hashing import canonical_json, cid_of_bytes
+from pytest_theory.contracts.worldpath import (
     WorldPathError,
     canonicalize,
     determinism_receipt_path,
@@ -109,12 +109,12 @@ def plan_run_files(
     ``outputs`` are ``(world_path, bytes, mime)``; ``receipt``/``determinism`` get
     ``output_cids`` (and the receipt ``outputs_index``) filled in here.
     """
-    entries = sorted(
+    entries: list[dict[str, Any]] = sorted(
         (
             {"path": path, "cid": cid_of_bytes(data), "size_bytes": len(data), "mime": mime}
             for path, data, mime in outputs
         ),
-        key=lambda e: e["path"],
+        key=lambda e: str(e["path"]),
     )
     index_path = prefix + "outputs.json"
     cids = sorted(e["cid"] for e in entries)

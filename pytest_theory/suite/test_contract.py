@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters.base import ProcessorHandle
-from contracts import problems
-from contracts.worldpath import determinism_receipt_path, is_under
+from pytest_theory.adapters.base import ProcessorHandle
 from pytest_theory.asserts import (
     assert_canonical_error,
     assert_error,
@@ -30,11 +28,13 @@ from pytest_theory.asserts import (
     assert_stream,
     assert_success,
 )
+from pytest_theory.contracts import problems
+from pytest_theory.contracts.worldpath import determinism_receipt_path, is_under
 from pytest_theory.driver import Driver, Run
 from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpoint, property_run
+from pytest_theory.registry import ProcessorSpec, load_spec
 from pytest_theory.rules import rule
 from pytest_theory.session import CANARY, Target, TheorySession
-from registry import ProcessorSpec, load_spec
 
 OVERSIZED_BODY_BYTES = 8 * 1024 * 1024
 LOG_SETTLE_S = 10.0  # how long the lines of a run may take to reach the log collector
@@ -294,7 +294,7 @@ def test_err_payload_413_over_the_body_limit(theory_driver: Driver) -> None:
 
 
 def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
-    from contracts.schemas import inputs_validator
+    from pytest_theory.contracts.schemas import inputs_validator
 
     validator = inputs_validator(spec.inputs_schema)
     for candidate in (
@@ -597,7 +597,7 @@ def test_the_adapter_refuses_real_under_ci_before_starting_anything(
 def _container_count(session: TheorySession, target: Target) -> int:
     if target.adapter != "local":
         return 0
-    from adapters.containers import LABEL_OWNER, managed_containers, owner_label
+    from pytest_theory.adapters.containers import LABEL_OWNER, managed_containers, owner_label
 
     session.settle()  # a variant booting in the background is not this check's doing
     ours = owner_label()  # not another xdist worker's, booting its own meanwhile

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from registry import Registry
+from pytest_theory.registry import Registry
 from tests.conftest import FIXTURES, llm_inputs
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from adapters import InprocessAdapter, LocalAdapter
-from adapters.containers import ProcessorContainer, owner_label, reap_orphans
-from adapters.images import build_image, write_pin
-from contracts import is_valid
-from registry import Registry, load_spec
-from registry.yamltext import without_pins
+from pytest_theory.adapters import InprocessAdapter, LocalAdapter
+from pytest_theory.adapters.containers import ProcessorContainer, owner_label, reap_orphans
+from pytest_theory.contracts import is_valid
+from pytest_theory.images import build_image, write_pin
+from pytest_theory.registry import Registry, load_spec
+from pytest_theory.registry.yamltext import without_pins
 from tests.adapters.conftest import chaos
 from tests.conftest import REPO, our_containers
 
@@ -257,8 +257,8 @@ def test_a_snapshot_for_another_ref_is_a_registry_error(local: LocalAdapter, cal
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from adapters import LocalAdapter
-    from registry import Registry
+    from pytest_theory.adapters import LocalAdapter
+    from pytest_theory.registry import Registry
     adapter = LocalAdapter(world_root=sys.argv[1])
     adapter.acquire(Registry.discover().get_spec("llm/litellm@1"))
     print("ready", flush=True)

@@ -18,10 +18,10 @@ import modal.exception
 import pytest
 import respx
 
-from adapters import InprocessAdapter, ModalAdapter
-from adapters.modal import FUNCTION_NAME, app_name
-from adapters.modal_app import build_app
-from registry import load_spec
+from pytest_theory.adapters import InprocessAdapter, ModalAdapter
+from pytest_theory.adapters.modal import FUNCTION_NAME, app_name
+from pytest_theory.adapters.modal_app import build_app
+from pytest_theory.registry import load_spec
 from tests.conftest import DIGEST
 from tests.fakes import MODAL_URL, Lookup, refuse_real_modal_client
 
@@ -37,7 +37,7 @@ def _copy_with_image(tmp_path: Path, image: dict[str, Any]) -> Any:
     """llm/litellm@1 copied with ``image`` as its registry image block."""
     import shutil
 
-    from registry.yamltext import replace_top_level_block
+    from pytest_theory.registry.yamltext import replace_top_level_block
     from tests.conftest import REPO
 
     folder = tmp_path / "llm_litellm"

@@ -12,7 +12,7 @@ from blake3 import blake3
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import (
+from pytest_theory.contracts import (
     canonical_json,
     cid_of_bytes,
     cid_of_file,

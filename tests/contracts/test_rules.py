@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import (
+from pytest_theory.contracts import (
     ADAPTER_CODES,
     PROCESSOR_STATUS,
     ContractError,
@@ -20,7 +20,7 @@ from contracts import (
     resolve_mode,
     status_for,
 )
-from contracts.fingerprint import env_fingerprint
+from pytest_theory.contracts.fingerprint import env_fingerprint
 
 HEX = "0123456789abcdef" * 4
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from contracts import problems, schemas
-from contracts.errors import error_envelope
-from contracts.openapi import bundled_schema, openapi_document
+from pytest_theory.contracts import problems, schemas
+from pytest_theory.contracts.errors import error_envelope
+from pytest_theory.contracts.openapi import bundled_schema, openapi_document
 from tests.conftest import CID, DIGEST, payload
 
 ENTRY = {"path": "/artifacts/o/e/outputs/a.txt", "cid": CID, "size_bytes": 3, "mime": "text/plain"}

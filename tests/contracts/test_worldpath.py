@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from contracts import (
+from pytest_theory.contracts import (
     FACETS,
     ContractError,
     ErrorCode,
@@ -19,7 +19,7 @@ from contracts import (
     validate_execution_id,
     validate_write_prefix,
 )
-from contracts.worldpath import MAX_PATH_BYTES, MAX_SEGMENT_BYTES
+from pytest_theory.contracts.worldpath import MAX_PATH_BYTES, MAX_SEGMENT_BYTES
 
 # Pieces attackers and sloppy callers put in paths: traversal, encodings of
 # '/', '.', '%', NUL and backslash, and Unicode look-alikes of dots and slashes.

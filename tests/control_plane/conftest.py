@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from django_project.apps.storage.store import FilesystemArtifactStore
+from pytest_theory.django_project.apps.storage.store import FilesystemArtifactStore
 from tests.conftest import FIXTURES, REPO
 
 

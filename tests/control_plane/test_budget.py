@@ -11,8 +11,8 @@ from django.db.models import F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_project.apps.runs import budget
-from django_project.apps.runs.models import Plan
+from pytest_theory.django_project.apps.runs import budget
+from pytest_theory.django_project.apps.runs.models import Plan
 
 
 def fresh(budget_usd_micro: int) -> Plan:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_project.apps.leases.leases import (
+from pytest_theory.django_project.apps.leases.leases import (
     LeaseConflict,
     LeaseError,
     LeaseManager,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from django_project.apps.runs import ledger
-from django_project.apps.runs.models import LedgerEvent, LedgerImmutable
+from pytest_theory.django_project.apps.runs import ledger
+from pytest_theory.django_project.apps.runs.models import LedgerEvent, LedgerImmutable
 
 pytestmark = pytest.mark.django_db
 

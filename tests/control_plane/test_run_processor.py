@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from contracts import cid_of_bytes, is_valid
-from django_project.apps.runs import ledger
-from django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from pytest_theory.contracts import cid_of_bytes, is_valid
+from pytest_theory.django_project.apps.runs import ledger
+from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
 from tests.conftest import REPO, our_containers
 from tests.control_plane.conftest import LLM_INPUTS, Result
 
@@ -72,7 +72,7 @@ def test_the_command_line_keeps_stdout_for_the_envelope(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "THEORY_VAR_DIR": str(tmp_path),
-        "DJANGO_SETTINGS_MODULE": "django_project.theory_site.settings.default",
+        "DJANGO_SETTINGS_MODULE": "pytest_theory.django_project.theory_site.settings.default",
     }
     manage_py = [sys.executable, str(REPO / "django_project/manage.py")]
     subprocess.run([*manage_py, "migrate", "-v0"], env=env, check=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from blake3 import blake3
 
-from contracts import WorldPathError, cid_of_bytes
-from django_project.apps.storage.store import (
+from pytest_theory.contracts import WorldPathError, cid_of_bytes
+from pytest_theory.django_project.apps.storage.store import (
     ArtifactStore,
     FilesystemArtifactStore,
     MemoryArtifactStore,

@@ -12,7 +12,7 @@ import modal
 import modal.exception
 import pytest
 
-from registry import load_spec
+from pytest_theory.registry import load_spec
 from tests.control_plane.conftest import Result
 
 Manage = Callable[..., Result]

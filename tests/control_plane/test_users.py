@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.contrib.auth import authenticate, get_user_model
 from django.db import IntegrityError, transaction
 
-from django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

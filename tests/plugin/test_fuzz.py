@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from _pytest.cacheprovider import Cache
 
-from adapters.inprocess import InprocessAdapter
+from pytest_theory.adapters.inprocess import InprocessAdapter
 from pytest_theory.fuzz import cached_cases, check_run_answer, fuzz_endpoint, property_run
-from registry import Registry
+from pytest_theory.registry import Registry
 
 INPUTS_SCHEMA = {
     "type": "object",

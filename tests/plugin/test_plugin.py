@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.containers import LABEL_OWNER, managed_containers
+from pytest_theory.adapters.containers import LABEL_OWNER, managed_containers
 from tests.conftest import REPO, our_containers
 from tests.plugin.conftest import BREAKS, DOCKERFILE_BREAKS, QUICK, make_broken, summaries
 

@@ -15,8 +15,8 @@ import pytest
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 
-from processors.runtime import Handler, create_app
-from registry import Registry
+from pytest_theory.processors.runtime import Handler, create_app
+from pytest_theory.registry import Registry
 
 REGISTRY = Registry.discover()
 LLM = REGISTRY.get_spec("llm/litellm@1")
@@ -77,7 +77,7 @@ class App:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., App]:
-    from processors.llm_litellm.app.handler import handle
+    from pytest_theory.processors.llm_litellm.app.handler import handle
 
     def make(
         handler: Handler = handle, environ: Mapping[str, str] | None = None, **kwargs: Any

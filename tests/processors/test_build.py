@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from adapters.images import build_image, content_tag, pin_status, source_hash, write_pin
-from adapters.images.cli import main as theory_images
-from adapters.images.context import runtime_lock, write_context_tar
-from adapters.images.wheels import read_lock
-from registry import Registry, load_spec
-from registry.yamltext import without_pins
+from pytest_theory.images import build_image, content_tag, pin_status, source_hash, write_pin
+from pytest_theory.images.cli import main as theory_images
+from pytest_theory.images.context import runtime_lock, write_context_tar
+from pytest_theory.images.wheels import read_lock
+from pytest_theory.registry import Registry, load_spec
+from pytest_theory.registry.yamltext import without_pins
 from tests.conftest import FIXTURES, REPO
 
 REGISTRY = Registry.discover([FIXTURES / "faults"])
@@ -49,7 +49,7 @@ def test_every_lock_pins_exact_versions_of_the_runtime(ref: str) -> None:
 
 
 def test_lock_lines_must_be_exact(tmp_path: Path) -> None:
-    from adapters.images.wheels import WheelhouseError
+    from pytest_theory.images.wheels import WheelhouseError
 
     lock = tmp_path / "requirements.lock"
     lock.write_text("fastapi>=0.1\n")
@@ -74,8 +74,8 @@ def test_the_build_context_is_deterministic_and_complete(tmp_path: Path) -> None
         "requirements.lock",
         ".theory/srv/registry.yaml",
         ".theory/srv/app/http.py",
-        ".theory/srv/contracts/schemas/envelope.json",
-        ".theory/srv/processors/runtime/app.py",
+        ".theory/srv/pytest_theory/contracts/schemas/envelope.json",
+        ".theory/srv/pytest_theory/processors/runtime/app.py",
     } <= set(names)
     assert any(n.startswith(".theory/wheels/litellm-1.106.2-") for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

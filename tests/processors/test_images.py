@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters import LocalAdapter
-from adapters.containers import ProcessorContainer
-from adapters.http import wait_healthy
-from adapters.images import ResolvedImage, build_image
-from contracts import canonical_json, cid_of_bytes, is_valid
-from registry import ProcessorSpec, Registry
+from pytest_theory.adapters import LocalAdapter
+from pytest_theory.adapters.containers import ProcessorContainer
+from pytest_theory.adapters.http import wait_healthy
+from pytest_theory.contracts import canonical_json, cid_of_bytes, is_valid
+from pytest_theory.images import ResolvedImage, build_image
+from pytest_theory.registry import ProcessorSpec, Registry
 from tests.conftest import REPO, payload
 from tests.fakes import FILE_BYTES, bridge_gateway, openai_compatible, replicate_compatible, serving
 from tests.processors.conftest import sse_events

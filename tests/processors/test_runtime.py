@@ -10,9 +10,16 @@ from typing import Any
 
 import pytest
 
-from contracts import HASH_SCHEMA, canonical_json, cid_of_bytes, inputs_hash, is_valid, memo_key
-from contracts.errors import is_valid_status
-from processors.runtime import Output, ProviderError, Result, RunContext
+from pytest_theory.contracts import (
+    HASH_SCHEMA,
+    canonical_json,
+    cid_of_bytes,
+    inputs_hash,
+    is_valid,
+    memo_key,
+)
+from pytest_theory.contracts.errors import is_valid_status
+from pytest_theory.processors.runtime import Output, ProviderError, Result, RunContext
 from tests.conftest import payload
 from tests.processors.conftest import DIGEST, App
 

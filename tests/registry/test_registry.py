@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from registry import (
+from pytest_theory.registry import (
     ProcessorSpec,
     Ref,
     Registry,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from adapters import InprocessAdapter, LocalAdapter
-from adapters.base import ProcessorHandle
-from registry import ProcessorSpec, Registry
+from pytest_theory.adapters import InprocessAdapter, LocalAdapter
+from pytest_theory.adapters.base import ProcessorHandle
+from pytest_theory.registry import ProcessorSpec, Registry
 
 REGISTRY = Registry.discover()
 REFS = ["llm/litellm@1", "replicate/generic@1"]

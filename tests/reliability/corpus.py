@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.errors import PROCESSOR_STATUS, ErrorCode
+from pytest_theory.contracts.errors import PROCESSOR_STATUS, ErrorCode
 
 GOOD_PREFIX = "/artifacts/reliability/{execution_id}/"
 PLACEHOLDER = "{execution_id}"

@@ -16,8 +16,8 @@ import httpx
 import modal
 import pytest
 
-from adapters import InprocessAdapter, LocalAdapter, ModalAdapter
-from contracts import problems
+from pytest_theory.adapters import InprocessAdapter, LocalAdapter, ModalAdapter
+from pytest_theory.contracts import problems
 from pytest_theory.driver import parse_sse
 from tests.conftest import RELIABILITY
 from tests.fakes import Lookup, refuse_real_modal_client

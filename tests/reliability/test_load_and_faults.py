@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from adapters import LocalAdapter
+from pytest_theory.adapters import LocalAdapter
 from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpoint
-from registry import Registry
+from pytest_theory.registry import Registry
 from tests.conftest import FIXTURES, RELIABILITY, our_containers
 from tests.reliability.conftest import INPUTS, REFS, Target, boot
 

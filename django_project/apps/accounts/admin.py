@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from django_project.apps.accounts.models import User
+from pytest_theory.django_project.apps.accounts.models import User
 
 
 @admin.register(User)

@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
-    name = "django_project.apps.accounts"
+    name = "pytest_theory.django_project.apps.accounts"
     label = "accounts"
     verbose_name = "Accounts"

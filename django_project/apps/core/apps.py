@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class CoreConfig(AppConfig):
-    name = "django_project.apps.core"
+    name = "pytest_theory.django_project.apps.core"
     label = "core"
     verbose_name = "Core tools"

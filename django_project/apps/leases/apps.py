@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class LeasesConfig(AppConfig):
-    name = "django_project.apps.leases"
+    name = "pytest_theory.django_project.apps.leases"
     label = "leases"
     verbose_name = "Path leases"

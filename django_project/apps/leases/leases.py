@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from contracts.worldpath import canonicalize
+from pytest_theory.contracts.worldpath import canonicalize
 
 Kind = Literal["exact", "prefix"]
 DEFAULT_TTL_S = 3600.0

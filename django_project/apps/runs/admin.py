@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
 
 
 @admin.register(Plan)

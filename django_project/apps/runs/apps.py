@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class RunsConfig(AppConfig):
-    name = "django_project.apps.runs"
+    name = "pytest_theory.django_project.apps.runs"
     label = "runs"
     verbose_name = "Runs"

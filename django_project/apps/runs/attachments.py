@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from contracts.hashing import cid_of_file
-from django_project.apps.storage.store import ArtifactRef, ArtifactStore, guess_mime
+from pytest_theory.contracts.hashing import cid_of_file
+from pytest_theory.django_project.apps.storage.store import ArtifactRef, ArtifactStore, guess_mime
 
 
 class AttachmentError(ValueError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db.models import F
 
-from django_project.apps.runs.models import Plan
+from pytest_theory.django_project.apps.runs.models import Plan
 
 
 class BudgetRefused(Exception):

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from contracts.hashing import canonical_json, cid_of_bytes
-from django_project.apps.runs.models import LedgerEvent, LedgerHead
+from pytest_theory.contracts.hashing import canonical_json, cid_of_bytes
+from pytest_theory.django_project.apps.runs.models import LedgerEvent, LedgerHead
 
 GENESIS = "b3:" + "0" * 64
 

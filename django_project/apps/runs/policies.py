@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from registry import ProcessorSpec
+from pytest_theory.registry import ProcessorSpec
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_project.apps.runs.models import Plan
-from django_project.apps.storage.store import ArtifactStore
-from registry import ProcessorSpec, RegistryError
+from pytest_theory.django_project.apps.runs.models import Plan
+from pytest_theory.django_project.apps.storage.store import ArtifactStore
+from pytest_theory.registry import ProcessorSpec, RegistryError
 
 
 @dataclass

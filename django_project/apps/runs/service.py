@@ -23,20 +23,25 @@ from typing import Any
 
 from django.utils import timezone
 
-from adapters import get_adapter
-from adapters.base import OnEvent
-from contracts.errors import TRANSIENT_ADAPTER_CODES, ContractError, ErrorCode, error_envelope
-from contracts.hashing import inputs_hash
-from contracts.modes import resolve_mode
-from contracts.worldpath import determinism_receipt_path, expand_write_prefix
-from django_project.apps.leases.leases import LeaseManager
-from django_project.apps.runs import budget, ledger, predicates
-from django_project.apps.runs.attachments import rewrite, store_attachments
-from django_project.apps.runs.models import Execution, LedgerEvent, Plan
-from django_project.apps.runs.policies import policy_for
-from django_project.apps.storage.store import ArtifactStore
-from processors.runtime.logs import NdjsonLogger
-from registry import ProcessorSpec
+from pytest_theory.adapters import get_adapter
+from pytest_theory.adapters.base import OnEvent
+from pytest_theory.contracts.errors import (
+    TRANSIENT_ADAPTER_CODES,
+    ContractError,
+    ErrorCode,
+    error_envelope,
+)
+from pytest_theory.contracts.hashing import inputs_hash
+from pytest_theory.contracts.modes import resolve_mode
+from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
+from pytest_theory.django_project.apps.leases.leases import LeaseManager
+from pytest_theory.django_project.apps.runs import budget, ledger, predicates
+from pytest_theory.django_project.apps.runs.attachments import rewrite, store_attachments
+from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
+from pytest_theory.django_project.apps.runs.policies import policy_for
+from pytest_theory.django_project.apps.storage.store import ArtifactStore
+from pytest_theory.processors.runtime.logs import NdjsonLogger
+from pytest_theory.registry import ProcessorSpec
 
 Kind = LedgerEvent.Kind
 

@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class StorageConfig(AppConfig):
-    name = "django_project.apps.storage"
+    name = "pytest_theory.django_project.apps.storage"
     label = "storage"
     verbose_name = "Artifact storage"

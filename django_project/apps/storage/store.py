@@ -29,8 +29,8 @@ from typing import BinaryIO
 
 from blake3 import blake3
 
-from contracts.hashing import CHUNK_BYTES, CID_PREFIX
-from contracts.worldpath import FACETS, canonicalize
+from pytest_theory.contracts.hashing import CHUNK_BYTES, CID_PREFIX
+from pytest_theory.contracts.worldpath import FACETS, canonicalize
 
 #: Large enough for blake3 to hash on every core, small enough that two stay cheap.
 PUT_CHUNK_BYTES = 2 << 20

@@ -23,11 +23,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_project.apps.accounts",
-    "django_project.apps.runs",
-    "django_project.apps.storage",
-    "django_project.apps.leases",
-    "django_project.apps.core",
+    "pytest_theory.django_project.apps.accounts",
+    "pytest_theory.django_project.apps.runs",
+    "pytest_theory.django_project.apps.storage",
+    "pytest_theory.django_project.apps.leases",
+    "pytest_theory.django_project.apps.core",
 ]
 
 MIDDLEWARE = [
@@ -40,8 +40,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "django_project.theory_site.urls"
-WSGI_APPLICATION = "django_project.theory_site.wsgi.application"
+ROOT_URLCONF = "pytest_theory.django_project.theory_site.urls"
+WSGI_APPLICATION = "pytest_theory.django_project.theory_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -69,7 +69,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["django_project.apps.accounts.backends.EmailBackend"]
+AUTHENTICATION_BACKENDS = ["pytest_theory.django_project.apps.accounts.backends.EmailBackend"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,5 +1,5 @@
 """Development: SQLite and a world under ./var unless the environment says otherwise."""
 
-from django_project.theory_site.settings.base import *  # noqa: F403
+from pytest_theory.django_project.theory_site.settings.base import *  # noqa: F403
 
 DEBUG = True

@@ -2,7 +2,7 @@
 
 import os
 
-from django_project.theory_site.settings.base import *  # noqa: F403
+from pytest_theory.django_project.theory_site.settings.base import *  # noqa: F403
 
 DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]

@@ -1,6 +1,6 @@
 """Tests: fast password hashing; the world is set per test by the fixtures."""
 
-from django_project.theory_site.settings.base import *  # noqa: F403
+from pytest_theory.django_project.theory_site.settings.base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.hashing import canonical_json
-from processors.runtime import Output, ProviderError, Result, RunContext
+from pytest_theory.contracts.hashing import canonical_json
+from pytest_theory.processors.runtime import Output, ProviderError, Result, RunContext
 
 INFO = "llm/litellm@1 (litellm 1.106.2)"
 

@@ -7,8 +7,8 @@ from urllib.parse import urlparse
 
 from blake3 import blake3
 
-from contracts.hashing import canonical_json
-from processors.runtime import Output, ProviderError, Result, RunContext
+from pytest_theory.contracts.hashing import canonical_json
+from pytest_theory.processors.runtime import Output, ProviderError, Result, RunContext
 
 INFO = "replicate/generic@1 (replicate 1.0.7)"
 MOCK_FILE_BYTES = 4096

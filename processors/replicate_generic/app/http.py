@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from processors.runtime import create_app
+from pytest_theory.processors.runtime import create_app
 
 from .handler import handle
 

@@ -5,7 +5,7 @@ import django.db.models.functions.text
 import django.utils.timezone
 from django.db import migrations, models
 
-import django_project.apps.accounts.models
+import pytest_theory.django_project.apps.accounts.models
 
 
 class Migration(migrations.Migration):
@@ -122,7 +122,7 @@ class Migration(migrations.Migration):
                 ],
             },
             managers=[
-                ("objects", django_project.apps.accounts.models.UserManager()),
+                ("objects", pytest_theory.django_project.apps.accounts.models.UserManager()),
             ],
         ),
     ]

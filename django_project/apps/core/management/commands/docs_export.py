@@ -104,7 +104,7 @@ def model_schemas() -> dict[str, Any]:
 
 
 def storage_api() -> str:
-    from django_project.apps.storage import store
+    from pytest_theory.django_project.apps.storage import store
 
     parts = [
         "# Storage API: `ArtifactStore`",
@@ -162,7 +162,7 @@ class Command(BaseCommand):
             (out / "storage_api.md").write_text(storage_api())
             written.append("storage_api.md")
         if everything or options["schemas"]:
-            from contracts.schemas import SCHEMA_NAMES, load_schema
+            from pytest_theory.contracts.schemas import SCHEMA_NAMES, load_schema
 
             document = {
                 "models": model_schemas(),

@@ -1,6 +1,6 @@
 """``manage.py modalctl deploy|status|undeploy|sync-secrets --ref REF --env ENV``.
 
-Deploys the processor's pinned amd64 image as a Modal ASGI app (``adapters.modal_app``),
+Deploys the processor's pinned amd64 image as a Modal ASGI app (``pytest_theory.adapters.modal_app``),
 makes sure every secret the registry declares exists in the Modal environment
 (created from this machine's environment when missing, never printed), and
 reports or stops what is deployed.
@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from adapters.modal import FUNCTION_NAME, app_name, default_environment
-from registry import ProcessorSpec, Registry, RegistryError
+from pytest_theory.adapters.modal import FUNCTION_NAME, app_name, default_environment
+from pytest_theory.registry import ProcessorSpec, Registry, RegistryError
 
 
 class Command(BaseCommand):
@@ -63,7 +63,7 @@ class Command(BaseCommand):
         return not missing_required
 
     def deploy(self, spec: ProcessorSpec, env: str) -> bool:
-        from adapters.modal_app import build_app
+        from pytest_theory.adapters.modal_app import build_app
 
         if not spec.pins.get("amd64"):
             raise CommandError(

@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from adapters.images.context import runtime_lock
-from registry import RegistryError, builtin_root, load_spec, parse_ref
+from pytest_theory.images.context import runtime_lock
+from pytest_theory.registry import RegistryError, builtin_root, load_spec, parse_ref
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "scaffold"
 #: template file -> path in the new processor

@@ -18,15 +18,19 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from contracts.outputs import relpath_of
-from contracts.worldpath import WorldPathError, validate_write_prefix
-from django_project.apps.runs.attachments import AttachmentError, parse_attach, referenced
-from django_project.apps.runs.models import Plan
-from django_project.apps.runs.predicates import check_known
-from django_project.apps.runs.service import RunRequest, RunService
-from django_project.apps.storage.store import default_store
-from processors.runtime.logs import NdjsonLogger
-from registry import Registry, RegistryError
+from pytest_theory.contracts.outputs import relpath_of
+from pytest_theory.contracts.worldpath import WorldPathError, validate_write_prefix
+from pytest_theory.django_project.apps.runs.attachments import (
+    AttachmentError,
+    parse_attach,
+    referenced,
+)
+from pytest_theory.django_project.apps.runs.models import Plan
+from pytest_theory.django_project.apps.runs.predicates import check_known
+from pytest_theory.django_project.apps.runs.service import RunRequest, RunService
+from pytest_theory.django_project.apps.storage.store import default_store
+from pytest_theory.processors.runtime.logs import NdjsonLogger
+from pytest_theory.registry import Registry, RegistryError
 
 
 def usage(message: str) -> CommandError:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from django_project.apps.runs.ledger import verify
+from pytest_theory.django_project.apps.runs.ledger import verify
 
 
 class Command(BaseCommand):

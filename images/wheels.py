@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.images.cache import cache_dir, exclusive
+from pytest_theory.images.cache import cache_dir, exclusive
 
 PYTHON_VERSION = "3.11"
 #: The image's glibc (Debian bookworm); every older manylinux tag runs on it too.

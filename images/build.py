@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import docker
 from docker.errors import APIError, ImageNotFound
 
-from adapters.images import base, context
-from adapters.images.cache import exclusive
-from contracts.digests import normalize_digest
-from registry import ProcessorSpec, host_platform
+from pytest_theory.contracts.digests import normalize_digest
+from pytest_theory.images import base, context
+from pytest_theory.images.cache import exclusive
+from pytest_theory.registry import ProcessorSpec, host_platform
 
 REPOSITORY_PREFIX = "pytest-theory/"
 BUILD_MODES = ("auto", "always", "never")

@@ -18,8 +18,8 @@ from typing import Any
 import docker
 from docker.errors import ImageNotFound
 
-from adapters.images.cache import cache_dir, exclusive
-from contracts.hashing import canonical_json, cid_of_bytes
+from pytest_theory.contracts.hashing import canonical_json, cid_of_bytes
+from pytest_theory.images.cache import cache_dir, exclusive
 
 RECIPE: dict[str, Any] = {
     "suite": "bookworm",

@@ -1,9 +1,9 @@
 """Processor images on a machine that cannot pull: base image, wheels, builds, pins.
 
-The command line is ``theory-images`` (``adapters.images.cli``).
+The command line is ``theory-images`` (``pytest_theory.images.cli``).
 """
 
-from adapters.images.build import (
+from pytest_theory.images.build import (
     BUILD_MODES,
     ImageBuildError,
     ImageUnavailable,
@@ -13,8 +13,8 @@ from adapters.images.build import (
     find_pinned,
     resolve_image,
 )
-from adapters.images.context import source_hash
-from adapters.images.pins import PinStatus, pin_status, write_pin
+from pytest_theory.images.context import source_hash
+from pytest_theory.images.pins import PinStatus, pin_status, write_pin
 
 __all__ = [
     "BUILD_MODES",

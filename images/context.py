@@ -16,15 +16,18 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.images import base, wheels
-from contracts.hashing import canonical_json, cid_of_bytes, cid_of_file
-from registry import ProcessorSpec
-from registry.spec import REGISTRY_FILENAME
-from registry.yamltext import without_pins
+from pytest_theory.contracts.hashing import canonical_json, cid_of_bytes, cid_of_file
+from pytest_theory.images import base, wheels
+from pytest_theory.registry import ProcessorSpec, contracts_root, runtime_root
+from pytest_theory.registry.spec import REGISTRY_FILENAME
+from pytest_theory.registry.yamltext import without_pins
 
 LOCK_NAME = "requirements.lock"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".theory", ".mypy_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
+_IMAGE_PACKAGE_INIT = (
+    b'"""pytest-theory\'s contracts and processor runtime, as a processor image carries them."""\n'
+)
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,19 @@ def _tree(root: Path, prefix: str) -> list[ContextFile]:
 
 def served_files(spec: ProcessorSpec) -> list[ContextFile]:
     """``.theory/srv``: the processor's app and registry.yaml, and the shared library."""
-    import contracts
-    import processors
-
-    contracts_dir = Path(contracts.__file__).resolve().parent
-    processors_dir = Path(processors.__file__).resolve().parent
+    runtime = runtime_root()
     return [
         _registry_file(".theory/srv/registry.yaml", spec.path),
         *_tree(spec.directory / "app", ".theory/srv/app/"),
-        *_tree(contracts_dir, ".theory/srv/contracts/"),
-        ContextFile(".theory/srv/processors/__init__.py", processors_dir / "__init__.py"),
-        *_tree(processors_dir / "runtime", ".theory/srv/processors/runtime/"),
+        # The image carries the same import names as the wheel, under a stub package
+        # that (unlike the plugin's own __init__) needs neither pytest nor anything else.
+        ContextFile(".theory/srv/pytest_theory/__init__.py", runtime, _IMAGE_PACKAGE_INIT),
+        *_tree(contracts_root(), ".theory/srv/pytest_theory/contracts/"),
+        ContextFile(
+            ".theory/srv/pytest_theory/processors/__init__.py",
+            runtime.parent / "__init__.py",
+        ),
+        *_tree(runtime, ".theory/srv/pytest_theory/processors/runtime/"),
     ]
 
 
@@ -95,9 +100,7 @@ def lock_path(spec: ProcessorSpec) -> Path:
 
 def runtime_lock() -> Path:
     """The runtime's own lock: the whole of a processor that adds no dependency."""
-    import processors
-
-    return Path(processors.__file__).resolve().parent / "runtime" / LOCK_NAME
+    return runtime_root() / LOCK_NAME
 
 
 def write_context_tar(spec: ProcessorSpec, out: io.BufferedIOBase, platform: str = "amd64") -> None:

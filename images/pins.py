@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.images import context
-from adapters.images.build import ResolvedImage, repository
-from registry import ProcessorSpec, host_platform, load_spec
-from registry.yamltext import replace_top_level_block
+from pytest_theory.images import context
+from pytest_theory.images.build import ResolvedImage, repository
+from pytest_theory.registry import ProcessorSpec, host_platform, load_spec
+from pytest_theory.registry.yamltext import replace_top_level_block
 
 
 @dataclass(frozen=True)

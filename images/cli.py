@@ -17,10 +17,10 @@ from pathlib import Path
 
 import docker
 
-from adapters.images import base, pins, wheels
-from adapters.images.build import build_image
-from adapters.images.context import runtime_lock
-from registry import ProcessorSpec, Registry, RegistryError
+from pytest_theory.images import base, pins, wheels
+from pytest_theory.images.build import build_image
+from pytest_theory.images.context import runtime_lock
+from pytest_theory.registry import ProcessorSpec, Registry, RegistryError
 
 
 def _specs(args: argparse.Namespace) -> list[ProcessorSpec]:
