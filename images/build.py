@@ -10,18 +10,28 @@ names the source. Without a registry, an image's digest is its id.
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
 from docker.errors import APIError, ImageNotFound
 
 from pytest_theory.contracts.digests import normalize_digest
-from pytest_theory.images import base, context
+from pytest_theory.images import base, context, locks
 from pytest_theory.images.cache import exclusive
 from pytest_theory.registry import ProcessorSpec, host_platform
 
 REPOSITORY_PREFIX = "pytest-theory/"
 BUILD_MODES = ("auto", "always", "never")
+#: Called with a line per build step (and one when a build ends), so a first build, which
+#: takes a minute, is not silent: ``theory build`` prints them, the plugin shows them live.
+PROGRESS: list[Callable[[str], None]] = []
+
+
+def _announce(line: str) -> None:
+    for listener in list(PROGRESS):
+        listener(line)
 
 
 class ImageBuildError(RuntimeError):
@@ -55,7 +65,12 @@ def build_image(
     """The image for the processor's current source, building it only when its tag is missing.
 
     ``force`` builds from nothing: even when the tag exists, and without the layer cache.
+    A stale ``requirements.lock`` is refused first, naming the command that fixes it.
     """
+    try:
+        locks.check_lock(spec.build_context, str(spec.ref))
+    except locks.StaleLock as exc:
+        raise ImageBuildError(str(exc)) from None
     source_hash = context.source_hash(spec)
     tag = content_tag(spec, source_hash)
     with exclusive(tag):
@@ -65,6 +80,8 @@ def build_image(
                 return ResolvedImage(tag, normalize_digest(image.id), source_hash)
             except ImageNotFound:
                 pass
+        started = time.monotonic()
+        _announce(f"building {spec.ref} ({tag}): the first build of a processor takes a minute")
         base_tag = base.ensure_base_image(client)
         with tempfile.TemporaryFile() as tar:
             context.write_context_tar(spec, tar, host_platform())
@@ -83,7 +100,11 @@ def build_image(
                     decode=True,
                 ):
                     if "stream" in chunk:
-                        log.extend(chunk["stream"].splitlines())
+                        lines = chunk["stream"].splitlines()
+                        log.extend(lines)
+                        for line in lines:
+                            if line.startswith("Step "):
+                                _announce(f"building {spec.ref}: {line[:100]}")
                     if "error" in chunk:
                         log.append(chunk["error"])
                         raise ImageBuildError(
@@ -92,6 +113,7 @@ def build_image(
             except APIError as exc:
                 raise ImageBuildError(f"building {spec.ref} failed: {exc.explanation}") from None
         image = client.images.get(tag)
+    _announce(f"built {spec.ref} in {time.monotonic() - started:.0f}s")
     return ResolvedImage(tag, normalize_digest(image.id), source_hash, built=True)
 
 
