@@ -267,7 +267,6 @@ def test_the_ci_example_gates_on_the_suite() -> None:
 
     workflow = yaml.safe_load((REPO / "examples/ci/pull-request.yml").read_text())
     steps = " ".join(step.get("run", "") for step in workflow["jobs"]["contract"]["steps"])
-    assert (
-        "--theory-ref all" in steps and "scripts/setup" in steps and "theory-images check" in steps
-    )
+    assert "theory check --all" in steps and "theory list --as-options" in steps
+    assert "--junitxml" in steps
     assert workflow["jobs"]["contract"]["env"]["CI"] == "true"
