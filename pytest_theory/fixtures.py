@@ -49,26 +49,31 @@ def theory_target(request: pytest.FixtureRequest) -> Target:
 
 @pytest.fixture(scope="session")
 def theory_ref(theory_target: Target) -> str:
+    """The processor ref this test runs against, ``ns/name@version``."""
     return theory_target.ref
 
 
 @pytest.fixture(scope="session")
 def theory_registry(theory_session: TheorySession) -> Registry:
+    """Every processor found: the built-in ones and those of ``theory_registry``/``--theory-registry``."""
     return theory_session.registry
 
 
 @pytest.fixture(scope="session")
 def theory_spec(theory_session: TheorySession, theory_target: Target) -> ProcessorSpec:
+    """The processor's ``registry.yaml``, loaded and validated (``.inputs``, ``.outputs``, ...)."""
     return theory_session.spec(theory_target)
 
 
 @pytest.fixture(scope="session")
 def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Any:
+    """The adapter (``local``, ``inprocess`` or ``modal``) this test reaches the processor through."""
     return theory_session.adapter(theory_target.adapter)
 
 
 @pytest.fixture(scope="session")
 def theory_world(theory_session: TheorySession, theory_target: Target) -> Path:
+    """The processor's world folder: its ``artifacts/`` is what the processor sees as /artifacts."""
     return theory_session.world(theory_target)
 
 
@@ -105,6 +110,7 @@ def theory_driver(
     theory_target: Target,
     theory_processor: ProcessorHandle,
 ) -> Driver:
+    """The ``Driver`` on the booted processor: payloads, raw bodies, runs, world snapshots."""
     return _driver(request, theory_session, theory_target, theory_processor)
 
 

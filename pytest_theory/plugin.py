@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
+from pytest_theory import ids
 from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS
 from pytest_theory.options import TheoryOptions, add_options
-from pytest_theory.rules import RULES, rule_of
+from pytest_theory.rules import rule_of, rule_text
 from pytest_theory.session import Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures"]
@@ -51,20 +52,59 @@ def pytest_configure(config: pytest.Config) -> None:
     options = TheoryOptions.from_config(config)
     if options.mode == "real" and is_ci():
         raise pytest.UsageError("ERR_CI_SAFETY: --theory-mode real is refused when CI=true")
+    config.pluginmanager.register(ids, "theory-ids")
+    ids.point_at_installed_suite(config)
     config.pluginmanager.register(RuleSummary(), "theory-rule-summary")
     config.pluginmanager.register(VariantPlanner(), "theory-variant-planner")
     if options.refs:
-        # Unknown refs and broken registry files are a usage error now, not at collection.
-        TheorySession.of(config).refs()
+        # Unknown refs and broken registry files are a usage error now, not at collection;
+        # so is a stale requirements.lock, once, before any build.
+        session = TheorySession.of(config)
+        check_locks(session, config)
         suite = str(SUITE)
         if (
             options.refs_from_command_line
             and config.args_source is not pytest.Config.ArgsSource.ARGS
         ):
             config.args = [suite]  # `pytest --theory-ref X` alone: just the contract suite
-        elif suite not in config.args:
+        elif not any(ids.names_suite(arg) for arg in config.args):
             config.args.append(suite)
+    if not hasattr(config, "workerinput"):
+        show_build_progress(config)
     _stop_on_sigterm()
+
+
+def check_locks(session: TheorySession, config: pytest.Config) -> None:
+    """Every stale lock of the processors asked for, as one usage error naming the fixes."""
+    from pytest_theory.images.locks import StaleLock, check_lock
+
+    ini_roots = {Path(p).resolve() for p in config.getini("theory_registry")}
+    problems = []
+    for ref in session.refs():
+        spec = session.registry.get_spec(ref)
+        root = spec.directory.parent.resolve()
+        try:
+            check_lock(spec.build_context, ref, None if root in ini_roots else root)
+        except StaleLock as exc:
+            problems.append(str(exc))
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+def show_build_progress(config: pytest.Config) -> None:
+    """Image builds say what they do, live: a first build takes a minute."""
+    from pytest_theory.images import build
+
+    def progress(line: str) -> None:
+        capture = config.pluginmanager.getplugin("capturemanager")
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if capture is None or reporter is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"pytest-theory: {line}")
+
+    build.PROGRESS.append(progress)
+    config.add_cleanup(lambda: build.PROGRESS.remove(progress))
 
 
 def _stop_on_sigterm() -> None:
@@ -121,7 +161,12 @@ def _target_of(item: pytest.Item) -> Target | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers."""
+    """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers.
+
+    Only when xdist is there: without it the mark is unknown (``--strict-markers``).
+    """
+    if not config.pluginmanager.has_plugin("xdist"):
+        return
     for item in items:
         target = _target_of(item)
         if target is not None:
@@ -173,7 +218,7 @@ def pytest_runtest_makereport(
 
 def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: str | None) -> None:
     if rule:
-        report.sections.append(("theory rule", f"{rule}: {RULES[rule]}"))
+        report.sections.append(("theory rule", rule_text(rule)))
     for driver in item.stash.get(DRIVERS, []):
         if driver.last_payload is not None:
             payload = driver.last_payload
