@@ -1,6 +1,6 @@
 """Processor images on a machine that cannot pull: base image, wheels, builds, pins.
 
-The command line is ``theory-images`` (``pytest_theory.images.cli``).
+The command line is ``theory`` (``pytest_theory.cli``; ``theory-images`` is the same).
 """
 
 from pytest_theory.images.build import (

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -50,20 +49,6 @@ OWN_MODULES = {
 }
 
 
-def clean_copy(destination: Path) -> Path:
-    """The checkout's tracked files (as they are in the working tree), without build leftovers."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
-    )
-    for name in listed.stdout.decode().split("\0"):
-        source = REPO / name
-        if name and source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return destination
-
-
 def tree_hash(root: Path) -> dict[str, str]:
     """Every installed file's sha256 (bytecode caches aside: Python writes them on import)."""
     return {
@@ -94,19 +79,6 @@ class Project:
             f"{label}: `{command}` exited {done.returncode}\n" + (output[-5000:])
         )
         return output
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = clean_copy(tmp_path_factory.mktemp("checkout"))
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = dist.glob("pytest_theory-*.whl")
-    return built
 
 
 def test_an_outside_author_scaffolds_tests_locks_and_gates_ci(

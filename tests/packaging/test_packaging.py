@@ -225,3 +225,26 @@ def test_the_ci_recipe_is_what_theory_new_writes() -> None:
     steps = " ".join(step.get("run", "") for step in job["steps"])
     assert "scripts/setup" not in steps and " -n " not in steps and "--theory-ref all" not in steps
     assert "theory check --all" in steps and "--junitxml" in steps
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_every_file_and_only_the_namespace(wheel: Path) -> None:
+    import subprocess
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"pytest_theory", wheel.name.split("-py3")[0] + ".dist-info"}
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    package_dir = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    folders = {folder: name.replace(".", "/") for name, folder in package_dir.items()}
+    missing = [
+        path
+        for path in tracked
+        if path.split("/")[0] in folders
+        and f"{folders[path.split('/')[0]]}/{path.split('/', 1)[1]}" not in names
+    ]
+    assert not missing, "add them to package-data in pyproject.toml"
+    assert "pytest_theory/contracts/SPEC.md" in names and "pytest_theory/py.typed" in names
