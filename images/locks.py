@@ -33,26 +33,29 @@ class StaleLock(RuntimeError):
     """requirements.lock does not come from requirements.in as it is now."""
 
 
-def requirement_lines(requirements_in: Path) -> list[str]:
-    """The requirement lines of ``requirements_in``, ``-r`` includes expanded, comments dropped.
-
-    Comments and blank lines are left out, so editing a comment does not stale a lock.
-    """
+def requirement_lines(requirements_in: Path, *, follow: bool = False) -> list[str]:
+    """The requirement lines of ``requirements_in``, comments and blank lines dropped (editing a
+    comment does not stale a lock); ``-r`` includes expanded when ``follow`` (and present)."""
     lines: list[str] = []
     for raw in requirements_in.read_text("utf-8").splitlines():
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
         include = _INCLUDE.match(line)
-        if include:
-            lines.extend(requirement_lines(requirements_in.parent / include[1]))
+        target = requirements_in.parent / include[1] if include else None
+        if follow and target is not None and target.exists():
+            lines.extend(requirement_lines(target, follow=True))
         else:
             lines.append(line)
     return lines
 
 
 def requirements_hash(requirements_in: Path) -> str:
-    """``b3:`` id of the requirement lines (see ``requirement_lines``)."""
+    """``b3:`` id of the file's own requirement lines.
+
+    An ``-r`` include counts as its line, not its content: a processor folder copied
+    elsewhere keeps a valid lock; re-lock by hand after editing an included file.
+    """
     return cid_of_bytes("\n".join(requirement_lines(requirements_in)).encode())
 
 
@@ -105,7 +108,7 @@ class Relocked:
 
 def _direct_names(requirements_in: Path) -> set[str]:
     names = set()
-    for line in requirement_lines(requirements_in):
+    for line in requirement_lines(requirements_in, follow=True):
         match = _NAME.match(line)
         if match and not line.startswith("-"):
             names.add(normalize_name(match[1]))

@@ -248,3 +248,14 @@ def test_the_wheel_carries_every_file_and_only_the_namespace(wheel: Path) -> Non
     ]
     assert not missing, "add them to package-data in pyproject.toml"
     assert "pytest_theory/contracts/SPEC.md" in names and "pytest_theory/py.typed" in names
+
+
+def test_a_processor_folder_copied_elsewhere_keeps_a_valid_lock(tmp_path: Path) -> None:
+    """``-r ../runtime/requirements.in`` counts as its line: the hash does not depend on the folder's
+    neighbours (tests and authors copy the built-in processors around)."""
+    import shutil
+
+    for name in ("runtime", "llm_litellm", "replicate_generic"):
+        assert locks.stale_reason(REPO / "processors" / name) is None, name
+    copy = shutil.copytree(REPO / "processors/llm_litellm", tmp_path / "demo_llm")
+    assert locks.stale_reason(copy) is None
