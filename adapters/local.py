@@ -12,7 +12,8 @@ those, by the reaper on the next run.
     reuse             keep the container for later calls (default True)
     health_timeout_s  bound on the wait for /healthz (default 60)
     timeout_s         bound on one call (default runtime.timeout_s + 10)
-    expected_digest   the digest the processor must report (default: the image started)
+    expected_digest   the digest the processor must report (default: the registry's pin when
+                      the run is pinned, else the image started; see images.build)
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ class LocalAdapter(Adapter):
                 handle,
                 invocation,
                 timeout_s=opts.get("timeout_s"),
-                expected_digest=opts.get("expected_digest") or image.digest,
+                expected_digest=opts.get("expected_digest") or image.expected_digest,
                 on_event=on_event,
             )
         except AdapterError as exc:

@@ -3,8 +3,14 @@
 theory-images base                   make the local base image (debootstrap, cached)
 theory-images lock  [REF ...|--all]  resolve requirements.in into requirements.lock
 theory-images build [REF ...|--all]  build images (a lookup when nothing changed)
-theory-images pin   [REF ...|--all]  build, then record digests in registry.yaml
-theory-images check [REF ...|--all]  exit 1 when a pin is stale
+theory-images push  [REF ...|--all]  build, then push to the registry (registry.yaml unchanged)
+theory-images pin   [REF ...|--all]  build, push, record the pushed digests in registry.yaml
+theory-images check [REF ...|--all]  exit 1 when a pin is stale, does not resolve, or is not
+                                     what this source pushed (--offline: the source only)
+
+Pins go to --repository, else $THEORY_IMAGE_REPOSITORY, else the ini setting
+theory_image_repository, else the loopback registry localhost:5055/pytest-theory
+(scripts/registry start). A GHCR-style prefix gives ghcr.io/owner/repo/<ns>-<name>.
 """
 
 from __future__ import annotations
@@ -39,13 +45,22 @@ def _lock(requirements_in: Path) -> str:
     return f"{len(locked)} packages"
 
 
+def check(spec: ProcessorSpec, client: docker.DockerClient | None) -> pins.PinStatus:
+    """One processor's pin: offline (``client`` None) or through the registry too."""
+    return pins.pin_status(spec) if client is None else pins.verify_pin(spec, client)
+
+
+def describe(status: pins.PinStatus) -> str:
+    return f"{status.ref}: {status.reason}" + (f" [{status.code}]" if status.code else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="theory-images",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["base", "lock", "build", "pin", "check"])
+    parser.add_argument("command", choices=["base", "lock", "build", "push", "pin", "check"])
     parser.add_argument("refs", nargs="*", help="processor refs (default: all)")
     parser.add_argument("--all", action="store_true", help="every processor found")
     parser.add_argument("--registry", action="append", default=[], help="extra registry root")
@@ -53,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--force",
         action="store_true",
         help="build from nothing: even when the tag exists, without the layer cache",
+    )
+    parser.add_argument(
+        "--repository",
+        default=None,
+        metavar="PREFIX",
+        help="push and pin to PREFIX/<ns>-<name> (e.g. ghcr.io/owner/repo)",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="check: the source only, without the registry"
     )
     args = parser.parse_intermixed_args(argv)
     try:
@@ -69,21 +93,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "lock":
                 print(f"{spec.ref}: {_lock(spec.build_context / 'requirements.in')}")
             elif args.command == "check":
-                status = pins.pin_status(spec)
+                status = check(spec, None if args.offline else docker.from_env())
                 failed += not status.current
-                print(f"{spec.ref}: {status.reason}")
-            else:
-                image = build_image(spec, docker.from_env(), force=args.force)
-                note = "built" if image.built else "unchanged"
-                if args.command == "pin":
-                    pins.write_pin(spec, image)
-                    note += ", pinned"
-                print(
-                    f"{spec.ref}: {image.reference} {image.digest} "
-                    f"({note}, {time.monotonic() - started:.1f}s)"
+                print(describe(status))
+            elif args.command == "pin":
+                done = pins.pin_processor(
+                    spec, docker.from_env(), prefix=args.repository, force=args.force
                 )
+                note = "built" if done.image.built else "unchanged"
+                print(f"{spec.ref}: {done.pin} ({note}, pinned, {time.monotonic() - started:.1f}s)")
+            else:
+                client = docker.from_env()
+                image = build_image(spec, client, force=args.force)
+                note = "built" if image.built else "unchanged"
+                reference = f"{image.reference} {image.digest}"
+                if args.command == "push":
+                    reference = pins.push_image(spec, image, client, prefix=args.repository)
+                    note += ", pushed"
+                print(f"{spec.ref}: {reference} ({note}, {time.monotonic() - started:.1f}s)")
         return 1 if failed else 0
-    except (RegistryError, RuntimeError, docker.errors.DockerException) as exc:
+    except (RegistryError, RuntimeError, ValueError, docker.errors.DockerException) as exc:
         print(f"theory-images: {exc}", file=sys.stderr)
         return 2
 
