@@ -13,11 +13,13 @@ deployed), so a stale deployment is reported as drift.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -46,41 +48,81 @@ def default_environment() -> str:
     return os.environ.get("MODAL_ENVIRONMENT") or DEFAULT_ENVIRONMENT
 
 
-def lookup_web_url(ref: Ref, environment: str, timeout_s: float) -> str:
-    """The deployed endpoint's URL, from the Modal SDK; ``ERR_MODAL`` on any failure or delay."""
-    import modal
+T = TypeVar("T")
 
-    def lookup() -> str | None:
-        function = modal.Function.from_name(
-            app_name(ref, environment), FUNCTION_NAME, environment_name=environment
-        )
-        url: str | None = function.get_web_url()
-        return url
 
-    # The SDK retries an unreachable control plane for about a minute: bound the wait,
-    # in a daemon thread so a lookup that never returns cannot hold up interpreter exit.
-    future: concurrent.futures.Future[str | None] = concurrent.futures.Future()
+def bounded(
+    call: Callable[[], T],
+    *,
+    timeout_s: float,
+    what: str,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> T:
+    """``call()`` (Modal SDK calls) within ``timeout_s``; ``ERR_MODAL`` on any failure or delay.
+
+    The SDK retries an unreachable control plane for about a minute: the call runs in a
+    daemon thread, so one that never returns cannot hold up interpreter exit either.
+    Exceptions of the ``passthrough`` types (``NotFoundError`` for a lookup) are re-raised.
+    """
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
         try:
-            future.set_result(lookup())
+            future.set_result(call())
         except BaseException as exc:
             future.set_exception(exc)
 
-    threading.Thread(target=run, name=f"modal-lookup-{ref.slug}", daemon=True).start()
-    name = app_name(ref, environment)
+    threading.Thread(target=run, name=f"modal-{what.split()[0]}", daemon=True).start()
     try:
-        url = future.result(timeout=timeout_s)
+        return future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
+        _quiet_abandoned_calls()
         raise AdapterError(
-            ErrorCode.ERR_MODAL, f"Modal lookup of {name} timed out after {timeout_s:g}s"
+            ErrorCode.ERR_MODAL, f"Modal {what} timed out after {timeout_s:g}s"
         ) from None
-    except Exception as exc:  # NotFoundError, AuthError, connection errors: all a lookup failure
+    except passthrough:
+        raise
+    except Exception as exc:  # AuthError, connection errors, …: all a Modal failure
         raise AdapterError(
-            ErrorCode.ERR_MODAL, f"Modal lookup of {name} failed ({type(exc).__name__})"
+            ErrorCode.ERR_MODAL, f"Modal {what} failed ({type(exc).__name__})"
         ) from None
+
+
+def _abandoned_call(record: logging.LogRecord) -> bool:
+    """False for the log record of an abandoned SDK call that the SDK's exit closed."""
+    from modal.exception import ClientClosed
+
+    return not (record.exc_info and isinstance(record.exc_info[1], ClientClosed))
+
+
+def _quiet_abandoned_calls() -> None:
+    """An abandoned (timed-out) call still runs in the SDK's event loop; at exit the SDK
+    closes its client under it and asyncio logs that with a traceback. The failure was
+    already reported as ERR_MODAL: drop exactly those records."""
+    logger = logging.getLogger("asyncio")
+    if _abandoned_call not in logger.filters:
+        logger.addFilter(_abandoned_call)
+
+
+def lookup_web_url(
+    ref: Ref,
+    environment: str,
+    timeout_s: float,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> str:
+    """The deployed endpoint's URL, from the Modal SDK; ``ERR_MODAL`` on any failure or delay."""
+    import modal
+
+    name = app_name(ref, environment)
+
+    def lookup() -> str | None:
+        function = modal.Function.from_name(name, FUNCTION_NAME, environment_name=environment)
+        url: str | None = function.get_web_url()
+        return url
+
+    url = bounded(lookup, timeout_s=timeout_s, what=f"lookup of {name}", passthrough=passthrough)
     if not url:
-        raise AdapterError(ErrorCode.ERR_MODAL, f"{app_name(ref, environment)} has no web endpoint")
+        raise AdapterError(ErrorCode.ERR_MODAL, f"{name} has no web endpoint")
     return url.rstrip("/")
 
 
