@@ -102,12 +102,17 @@ def ini_repository(start: Path | None = None) -> str | None:
     return None
 
 
+def names_registry_host(repository: str) -> bool:
+    """Docker's rule: a first component with a dot or a port, or ``localhost``, is a host."""
+    host = repository.split("/", 1)[0]
+    return "/" in repository and ("." in host or ":" in host or host == "localhost")
+
+
 def repository_prefix(explicit: str | None = None) -> str:
     """The repository prefix pins go to: flag, environment, ini, else the loopback registry."""
     prefix = explicit or os.environ.get(REPOSITORY_ENV) or ini_repository()
     prefix = (prefix or loopback_repository()).strip().rstrip("/")
-    host = prefix.split("/", 1)[0]
-    if "/" not in prefix or not ("." in host or ":" in host or host == "localhost"):
+    if "/" not in prefix or not names_registry_host(prefix):
         raise ValueError(
             f"image repository {prefix!r} names no registry host: "
             "give one like localhost:5055/pytest-theory or ghcr.io/owner/repo"
@@ -237,16 +242,32 @@ def verify_pin(
     status = pin_status(spec)
     platform = platform or host_platform()
     pin = spec.pins.get(platform)
-    if not status.current or pin is None:
-        return status if pin else PinStatus(status.ref, False, f"no pin for {platform}")
+    if not status.current:
+        return status
+    if pin is None:
+        return PinStatus(status.ref, False, f"no pin for {platform}", ErrorCode.ERR_REGISTRY)
     assert spec.source_hash  # pin_status said current
     ref, repository = status.ref, repository_of(pin)
+    if not names_registry_host(repository):  # a local pin: an image id on this engine only
+        try:
+            client.images.get(normalize_digest(pin))
+        except DockerException:
+            return PinStatus(
+                ref,
+                False,
+                f"local pin {pin} is not on this engine",
+                ErrorCode.ERR_IMAGE_UNAVAILABLE,
+            )
+        return PinStatus(ref, True, f"current, a local pin on this engine ({pin})")
     tagged = f"{repository}:{push_tag(spec, spec.source_hash, platform)}"
     try:
         resolved = _registry_digest(client, pin)
         built = _registry_digest(client, tagged)
     except DockerException as exc:
-        return PinStatus(ref, False, f"cannot ask the registry ({exc})", ErrorCode.ERR_REGISTRY)
+        hint = "; is it running? scripts/registry start" if "localhost:" in repository else ""
+        return PinStatus(
+            ref, False, f"cannot ask the registry ({exc}){hint}", ErrorCode.ERR_REGISTRY
+        )
     if built is not None and built != normalize_digest(pin):
         gone = "" if resolved else " (which does not resolve)"
         return PinStatus(

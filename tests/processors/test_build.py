@@ -123,6 +123,9 @@ def test_a_local_pin_records_the_image_and_the_offline_check_catches_staleness(
         text_before[text_before.index("image:") : text_before.index("build:")], ""
     ), "pinning rewrites the image block only (comments elsewhere survive)"
     assert theory_images(["check", "--offline", "--registry", str(tmp_path), "demo/llm@1"]) == 0
+    assert theory_images(["check", "--registry", str(tmp_path), "demo/llm@1"]) == 0, (
+        "a local pin (no registry host) resolves on this engine, never through Docker Hub"
+    )
     (folder / "app/handler.py").write_text(
         (folder / "app/handler.py").read_text() + "\n# changed\n"
     )
