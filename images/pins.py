@@ -153,7 +153,10 @@ def push_image(
             if "error" in chunk:
                 raise PushError(f"pushing {repository}:{tag} failed: {chunk['error']}")
             digest = chunk.get("aux", {}).get("Digest") or digest
-    except APIError as exc:
+    except (PushError, APIError) as exc:
+        client.images.remove(f"{repository}:{tag}")  # the tag only: the image stays
+        if isinstance(exc, PushError):
+            raise
         raise PushError(f"pushing {repository}:{tag} failed: {exc.explanation}") from None
     if not digest:
         raise PushError(f"pushing {repository}:{tag}: the registry answered no digest")

@@ -222,3 +222,17 @@ def test_the_push_tag_names_version_source_and_platform(tmp_path: Path) -> None:
         pins.push_tag(spec, "b3:" + "0123456789abcdef" * 4, "arm64") == "v1-0123456789abcdef-arm64"
     )
     assert os.path.basename(pins.image_repository(spec, "localhost:1/x")) == "llm-litellm"
+
+
+@pytest.mark.docker
+def test_a_push_to_a_registry_that_is_not_there_fails_clearly_and_leaves_no_tag(
+    pinned: tuple[Path, str], docker_client: Any
+) -> None:
+    from pytest_theory.images import build_image
+    from tests.fakes import free_port
+
+    spec = load_spec(pinned[0])
+    dead = f"localhost:{free_port()}/nobody"
+    with pytest.raises(pins.PushError, match=r"failed: .*connection refused"):
+        pins.push_image(spec, build_image(spec, docker_client), docker_client, prefix=dead)
+    assert not [tag for image in docker_client.images.list() for tag in image.tags if dead in tag]
