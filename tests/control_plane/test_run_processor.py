@@ -595,3 +595,46 @@ def test_only_transient_failures_are_retried(
     (execution,) = Execution.objects.all()
     assert (execution.attempts, execution.status) == (attempts, "failed")
     assert kinds().count("retry") == attempts - 1 and kinds()[-1] == "failure"
+
+
+def test_a_world_root_option_is_the_world_for_saving_too(
+    manage: Manage, world: Path, tmp_path: Path, team: str
+) -> None:
+    other = tmp_path / "other-world"
+    result = run_priced(
+        manage,
+        "llm/litellm@1",
+        "--plan",
+        team,
+        "--adapter-opts-json",
+        json.dumps({"world_root": str(other)}),
+        "--save-dir",
+        str(tmp_path / "saved"),
+    )
+    assert result.code == 0, result.stderr
+    (execution,) = Execution.objects.all()
+    assert (other / execution.prefix.lstrip("/") / "outputs/text/response.txt").is_file()
+    assert (tmp_path / "saved/text/response.txt").read_text().endswith(": hi")
+    assert not (world / "artifacts").exists()
+    assert execution.predicates["success"][0]["ok"] is True
+
+
+def test_runs_lease_their_declared_outputs_when_enabled(
+    manage: Manage, world: Path, team: str, settings: Any
+) -> None:
+    """llm/litellm@1 sets enable_path_leases: while a maintenance job holds the processor's
+    output folder, a run is refused before anything runs; afterwards it runs and lets go."""
+    from pytest_theory.django_project.apps.leases.leases import LeaseManager
+
+    settings.LEASES_ENABLED = True
+    lm = LeaseManager()
+    job = lm.acquire("maintenance", [{"kind": "prefix", "path": "/artifacts/outputs/llm-litellm/"}])
+    refused = run_priced(manage, "llm/litellm@1", "--plan", team)
+    error = json.loads(refused.stdout)["error"]
+    assert (
+        error["code"] == "ERR_PREDICATE" and "lease conflict: plan maintenance" in error["message"]
+    )
+    assert Plan.objects.get(key=team).reserved_usd_micro == 0
+    job.release()
+    assert run_priced(manage, "llm/litellm@1", "--plan", team).code == 0
+    assert lm.held() == [], "released on settle"
