@@ -638,3 +638,54 @@ def test_runs_lease_their_declared_outputs_when_enabled(
     job.release()
     assert run_priced(manage, "llm/litellm@1", "--plan", team).code == 0
     assert lm.held() == [], "released on settle"
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_a_real_run_is_charged_the_cost_its_receipt_reports(
+    manage: Manage,
+    world: Path,
+    team: str,
+    docker_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real mode against a local OpenAI-compatible server: LiteLLM prices the reply
+    (gpt-4o, 3 + 7 tokens), the receipt says so, and the plan is charged exactly that."""
+    from tests.fakes import bridge_gateway, openai_compatible, serving
+
+    monkeypatch.delenv("CI", raising=False)
+    fake = openai_compatible()
+    inputs = json.dumps(
+        {
+            "schema": "v1",
+            "params": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]},
+        }
+    )
+    with serving(fake) as port:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-local")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://{bridge_gateway(docker_client)}:{port}/v1")
+        result = manage(
+            "run_processor",
+            "--ref",
+            "llm/litellm@1",
+            "--adapter",
+            "local",
+            "--mode",
+            "real",
+            "--plan",
+            team,
+            "--inputs-json",
+            inputs,
+            "--json",
+        )
+    assert result.code == 0, result.stdout + result.stderr[-2000:]
+    (execution,) = Execution.objects.all()
+    receipt = json.loads((world / execution.receipt_path.lstrip("/")).read_text())
+    cost = receipt["usage"]["cost_usd_micro"]
+    assert 0 < cost < 1000, "priced by LiteLLM, below the 1000 µUSD reservation"
+    plan = Plan.objects.get(key=team)
+    assert execution.cost_usd_micro == cost == plan.spent_usd_micro
+    assert plan.reserved_usd_micro == 0, "the rest of the reservation is released"
+    settlement = LedgerEvent.objects.filter(kind="settlement").get()
+    assert settlement.data["cost_usd_micro"] == settlement.data["reported_cost_usd_micro"] == cost
+    assert ledger.verify().ok
