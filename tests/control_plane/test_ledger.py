@@ -154,3 +154,12 @@ def test_a_malformed_row_is_a_finding_not_a_traceback(manage: Any, column: str, 
     sql(f"UPDATE runs_ledgerevent SET {column} = %s WHERE seq = %s", value, events[1].seq)
     result = manage("verify_ledger")
     assert result.code == 1 and f"event {events[1].seq}: malformed row" in result.stdout
+
+
+def test_a_ledger_older_than_its_anchor_is_adopted_once(manage: Any, ledger_anchor: Any) -> None:
+    three()
+    ledger_anchor.unlink()  # as a database written before the anchor existed
+    assert manage("verify_ledger").code == 1
+    assert manage("verify_ledger", "--adopt").code == 0
+    assert manage("verify_ledger").code == 0
+    assert manage("verify_ledger", "--adopt").code == 1, "an anchored ledger is never re-adopted"

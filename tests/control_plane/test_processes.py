@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from pytest_theory.django_project.apps.leases.leases import LeaseConflict, LeaseManager
 from pytest_theory.django_project.apps.runs import ledger
 from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
-from pytest_theory.django_project.apps.runs.reaper import reap
+from pytest_theory.django_project.apps.runs.reaper import reap, sweep_partial_uploads
 from tests.conftest import REPO
 from tests.control_plane.conftest import LLM_INPUTS
 
@@ -196,3 +197,22 @@ def test_kill_9_after_admission_leaves_nothing_held_once_reaped(
     verdict = ledger.verify()
     assert verdict.ok, verdict.problem
     assert reap(now=execution.deadline_at + timedelta(days=1)) == [], "reaped once"
+
+
+def test_a_half_written_upload_is_swept_once_it_is_old(world: Path) -> None:
+    """What ``kill -9`` during ``--attach`` leaves: the store's temporary file beside the target."""
+    folder = world / "artifacts/inputs" / ("0" * 64)
+    folder.mkdir(parents=True)
+    stale, fresh, real = (
+        folder / f".report.pdf.tmp-{'a' * 32}",
+        folder / f".report.pdf.tmp-{'b' * 32}",
+        folder / "report.pdf",
+    )
+    for file in (stale, fresh, real):
+        file.write_bytes(b"partial")
+    now = timezone.now()
+    hours_ago = (now - timedelta(hours=2)).timestamp()
+    for file in (stale, real):
+        os.utime(file, (hours_ago, hours_ago))
+    assert sweep_partial_uploads(world, now) == [stale]
+    assert not stale.exists() and fresh.exists() and real.exists()

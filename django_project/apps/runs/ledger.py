@@ -263,6 +263,22 @@ def _check_rows(rows: list[Row]) -> None:
             )
 
 
+def adopt() -> Verdict:
+    """For a ledger older than the anchor: when the chain and the rows check out and nothing
+    was anchored yet, anchor every event as it stands (from now on, rewrites show)."""
+    try:
+        rows = _rows()
+        _check_chain(rows)
+        _check_rows(rows)
+        if _anchored():
+            raise Broken(f"{anchor_path()} anchors events already: nothing to adopt")
+    except Broken as exc:
+        return Verdict(False, 0, str(exc))
+    for event in rows:
+        _anchor(event.seq, event.hash)
+    return Verdict(True, len(rows))
+
+
 def verify() -> Verdict:
     """The chain, the anchor, then plans and executions against the events."""
     try:

@@ -1,5 +1,7 @@
 """Reclaiming what dead runs hold: an execution past its deadline (its process was killed)
-is failed, its reservation released and a ``reaped`` event written; expired leases end.
+is failed, its reservation released and a ``reaped`` event written; expired leases end; and
+attachment uploads a killed process left half-written (``.NAME.tmp-HEX`` beside where the
+file was going) are removed once older than ``PARTIAL_UPLOAD_TTL``.
 
 ``manage.py reap`` runs it; ``run_processor`` runs it before each run, so a crashed run never
 holds a budget for longer than its deadline plus the next run's start.
@@ -7,7 +9,9 @@ holds a budget for longer than its deadline plus the next run's start.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,11 +21,29 @@ from pytest_theory.django_project.apps.runs import budget, ledger
 from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent
 
 OPEN = (Execution.Status.PENDING, Execution.Status.RUNNING)
+#: An upload still unfinished after this long has no process behind it.
+PARTIAL_UPLOAD_TTL = timedelta(hours=1)
+PARTIAL = re.compile(r"\..+\.tmp-[0-9a-f]{32}")
 
 
-def reap(now: datetime | None = None) -> list[str]:
+def sweep_partial_uploads(world_root: str | Path, now: datetime) -> list[Path]:
+    """Remove half-written attachment uploads older than ``PARTIAL_UPLOAD_TTL``."""
+    inputs = Path(world_root) / "artifacts" / "inputs"
+    cutoff = (now - PARTIAL_UPLOAD_TTL).timestamp()
+    removed = []
+    for folder in inputs.iterdir() if inputs.is_dir() else []:
+        for file in folder.iterdir() if folder.is_dir() else []:
+            if PARTIAL.fullmatch(file.name) and file.lstat().st_mtime < cutoff:
+                file.unlink(missing_ok=True)
+                removed.append(file)
+    return removed
+
+
+def reap(now: datetime | None = None, *, world_root: str | Path | None = None) -> list[str]:
     """Fail every open execution whose deadline has passed; the ids reaped."""
     now = now or timezone.now()
+    if world_root is not None:
+        sweep_partial_uploads(world_root, now)
     reaped = []
     for execution_id in Execution.objects.filter(status__in=OPEN, deadline_at__lt=now).values_list(
         "id", flat=True

@@ -104,7 +104,6 @@ class Command(BaseCommand):
         parser.add_argument("--execution-id", help="use this execution id (default: a new one)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        reap()  # runs whose process died give back what they hold before this one is admitted
         try:
             request = self._request(options)
         except BadInput as exc:
@@ -118,6 +117,7 @@ class Command(BaseCommand):
             )
         # One world for the adapter, the service and --save-dir/--save-first.
         world_root = request.adapter_opts.get("world_root", settings.THEORY_WORLD_ROOT)
+        reap(world_root=world_root)  # what dead runs hold is given back before this admission
         store = FilesystemArtifactStore(world_root)
         service = RunService(store, world_root=world_root, logger=logger)
         try:
