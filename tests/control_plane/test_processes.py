@@ -191,6 +191,7 @@ def test_kill_9_after_admission_leaves_nothing_held_once_reaped(
         "ERR_TIMEOUT",
         0,
     )
+    assert execution.envelope is not None and "was reaped" in execution.envelope["error"]["message"]
     plan = Plan.objects.get(key="team")
     assert (plan.reserved_usd_micro, plan.spent_usd_micro) == (0, 0)
     assert LedgerEvent.objects.order_by("seq").last().kind == "reaped"  # type: ignore[union-attr]

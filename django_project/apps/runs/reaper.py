@@ -16,6 +16,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from pytest_theory.contracts.errors import ErrorCode, error_envelope
 from pytest_theory.django_project.apps.leases.models import Lease
 from pytest_theory.django_project.apps.runs import budget, ledger
 from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent
@@ -59,7 +60,12 @@ def reap(now: datetime | None = None, *, world_root: str | Path | None = None) -
             if execution.plan is not None and released:
                 budget.release(execution.plan.pk, released)
             execution.reserved_usd_micro = 0
-            execution.error_code = "ERR_TIMEOUT"
+            execution.error_code = ErrorCode.ERR_TIMEOUT.value
+            execution.envelope = error_envelope(
+                ErrorCode.ERR_TIMEOUT,
+                "the run outlived its deadline (its process died or hung) and was reaped",
+                execution_id=execution_id,
+            )
             execution.finished_at = now
             execution.save()
             if LedgerEvent.objects.filter(execution_id=execution_id).exists():
