@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import docker
 import httpx
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
+
+from pytest_theory.adapters.base import ImageConfig
 
 LABEL_MANAGED = "org.pytest-theory.managed"
 LABEL_OWNER = "org.pytest-theory.owner"
@@ -217,6 +220,23 @@ class ProcessorContainer:
             return ""
         data: bytes = self.container.logs(stdout=stdout, stderr=not stdout)
         return data.decode("utf-8", errors="replace")
+
+    def image_config(self) -> ImageConfig:
+        """The CMD and HEALTHCHECK of the image this container runs."""
+        if self.container is None:
+            raise RuntimeError("the container is not started")
+        config = self.container.image.attrs["Config"] if self.container.image else {}
+        return ImageConfig(
+            cmd=list(config.get("Cmd") or []),
+            healthcheck=" ".join((config.get("Healthcheck") or {}).get("Test", [])),
+        )
+
+    def exec(self, argv: Sequence[str]) -> int:
+        """Run ``argv`` in the container; its exit code."""
+        if self.container is None:
+            raise RuntimeError("the container is not started")
+        exit_code: int = self.container.exec_run(list(argv)).exit_code
+        return exit_code
 
     def health_status(self) -> str:
         """Docker's own HEALTHCHECK verdict: ``starting``, ``healthy`` or ``unhealthy``."""

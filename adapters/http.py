@@ -18,6 +18,7 @@ from pytest_theory.adapters.base import (
     Invocation,
     OnEvent,
     ProcessorHandle,
+    Unreachable,
     check_envelope,
     logs_tail,
 )
@@ -30,14 +31,12 @@ HEALTH_POLL_S = 0.05
 #: After a dropped connection, how long the engine gets to report that the processor exited.
 EXIT_GRACE_S = 2.0
 
-
-class Unreachable(AdapterError):
-    """The connection was refused, so the payload never reached the processor: safe to retry."""
+__all__ = ["Unreachable", "call", "wait_healthy"]  # Unreachable lives in base, with its tree
 
 
 def _tail(handle: ProcessorHandle) -> list[str]:
     try:
-        return logs_tail(handle.stderr())
+        return logs_tail(handle.stderr() or "")
     except Exception:  # a vanished container has no logs; the error is what matters
         return []
 
