@@ -206,7 +206,11 @@ def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: st
 def _replay_folder(item: pytest.Item) -> Path:
     """Where a failing check's request bodies are written, beside the run's other reports."""
     cache = getattr(item.config, "cache", None)
-    base = Path(cache.mkdir("theory-replay")) if cache is not None else Path(tempfile.gettempdir())
+    base = (
+        Path(cache.mkdir("theory-replay"))
+        if cache is not None
+        else Path(tempfile.gettempdir(), "theory-replay")
+    )
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "-", item.nodeid)[-150:]
 
 
