@@ -14,12 +14,13 @@ import signal
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_theory.adapters import ADAPTERS
 from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS, Driver
 from pytest_theory.options import TheoryOptions, add_options
@@ -91,13 +92,37 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def validate_theory(marker: pytest.Mark) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The refs and adapters of ``@pytest.mark.theory(ref=..., adapter=...)``.
+
+    Its arguments go through a signature (pytest-django's ``validate_django_db``), so a
+    positional or misspelt argument, or an unknown adapter, is an error, never ignored.
+    """
+
+    def theory(
+        *, ref: str | Sequence[str] | None = None, adapter: str | Sequence[str] | None = None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return _as_tuple(ref), _as_tuple(adapter)
+
+    try:
+        refs, adapters = theory(*marker.args, **marker.kwargs)
+    except TypeError as exc:  # say it in the marker's words, not the inner function's
+        reason = str(exc).split("() ", 1)[-1]
+        raise TypeError(f"@pytest.mark.theory(ref=..., adapter=...): {reason}") from None
+    unknown = [name for name in adapters if name not in ADAPTERS]
+    if unknown:
+        raise ValueError(
+            f"@pytest.mark.theory: unknown adapter {unknown[0]!r} (choose from {', '.join(ADAPTERS)})"
+        )
+    return refs, adapters
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "theory_target" not in metafunc.fixturenames:
         return
     session = TheorySession.of(metafunc.config)
     marker = metafunc.definition.get_closest_marker("theory")
-    refs = _as_tuple(marker.kwargs.get("ref")) if marker else ()
-    adapters = _as_tuple(marker.kwargs.get("adapter")) if marker else ()
+    refs, adapters = validate_theory(marker) if marker else ((), ())
     targets = [
         Target(ref, adapter)
         for ref in (session.refs(refs) if refs else session.refs())
