@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pytest_theory.adapters.base import Launch
-from pytest_theory.replay import Exchange, curl_line, docker_run_line, lines_of, reproduction
+from pytest_theory.replay import Exchange, docker_run_line, lines_of, reproduction
 from tests.plugin.conftest import QUICK
 
 #: Shell-active text and bytes that are not UTF-8: a replay must send them as they are.
@@ -79,7 +79,8 @@ def test_the_printed_replay_gets_the_same_answer(
 ) -> None:
     pytester.makepyfile(test_hostile=CHECK)
     result = pytester.runpytest_subprocess(
-        "--theory-ref", "llm/litellm@1", "--theory-adapter", "local", "test_hostile.py", "-k", "hostile", *QUICK
+        "--theory-ref", "llm/litellm@1", "--theory-adapter", "local",
+        "test_hostile.py", "-k", "hostile", *QUICK,
     )  # fmt: skip
     output = result.stdout.str()
     assert result.parseoutcomes().get("failed") == 1, output[-3000:]
