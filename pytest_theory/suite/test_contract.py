@@ -50,7 +50,7 @@ def needs_mock(session: TheorySession) -> None:
 
 
 def without_timing(envelope: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(envelope))
+    out: dict[str, Any] = json.loads(json.dumps(envelope))
     out.get("meta", {}).pop("duration_ms", None)
     return out
 
