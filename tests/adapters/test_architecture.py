@@ -67,3 +67,16 @@ def test_the_suite_never_asks_which_adapter_it_runs_through() -> None:
         if ADAPTER_NAME.search(text)
     ]
     assert found == []
+
+
+def test_the_fast_lane_loads_no_docker_sdk() -> None:
+    """The inprocess adapter serves a processor without the Docker SDK or the local adapter."""
+    probe = (
+        "import sys; import pytest_theory.adapters.inprocess; "
+        "print(sorted(m for m in ('docker', 'pytest_theory.adapters.local', "
+        "'pytest_theory.images') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [str(REPO / ".venv/bin/python"), "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
