@@ -33,7 +33,6 @@ import docker
 import httpx
 from docker.errors import DockerException
 
-from pytest_theory.adapters import http
 from pytest_theory.adapters.base import (
     Adapter,
     AdapterError,
@@ -82,10 +81,10 @@ class LocalHandle:
         return self.container.image_config()
 
     def exec(self, argv: Sequence[str]) -> int:
-        return self.container.exec(argv)
+        return self.container.exit_code_of(argv)
 
     def launch(self) -> Launch:
-        return Launch(self.image.reference, tuple(sorted(self.container.environment)))
+        return Launch(self.image.reference, tuple(sorted(self.container.env)))
 
     def alive(self) -> bool:
         return self.container.alive()
@@ -216,18 +215,18 @@ class LocalAdapter(Adapter):
     ) -> LocalHandle:
         container = (
             ProcessorContainer(self.docker(), image.reference, ref=str(spec.ref))
-            .with_env(**env)
+            .with_envs(**env)
             .with_world(root / "artifacts")
             .with_resources(cpu=spec.runtime["cpu"], memory_gb=spec.runtime["memory_gb"])
             .with_user(f"{os.getuid()}:{os.getgid()}")
+            .with_health_timeout(timeout)
         )
         handle = LocalHandle(str(spec.ref), container, image, root)
         with self._lock:
             self._started.add(container)
             self.boots += 1
         try:
-            container.start()
-            http.wait_healthy(handle, timeout)
+            container.start()  # and waits for /healthz (HealthzReady), bounded by timeout
         except BaseException as exc:  # unhealthy, Docker failed, or interrupted: never left behind
             self.discard(handle)
             if isinstance(exc, DockerException):

@@ -57,7 +57,7 @@ class Running:
     ):
         self.spec, self.image, self.world = spec, image, world
         self.container = ProcessorContainer(client, image.reference, ref=str(spec.ref))
-        self.container.with_env(IMAGE_DIGEST=image.digest, **env).with_world(world)
+        self.container.with_envs(IMAGE_DIGEST=image.digest, **env).with_world(world)
         self.container.with_user(f"{os.getuid()}:{os.getgid()}").start()
         wait_healthy(_Handle(self.container), 60)
 
