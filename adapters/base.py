@@ -7,7 +7,7 @@ adapter supplies only the parts that differ::
     acquire(spec, *, environment, world_root)  boot or find the processor: a ProcessorHandle
     digest_for(spec)                           what it must report as IMAGE_DIGEST
     errors()                                   its lower library's exceptions -> AdapterError
-    close(keep=False)                          release what it started
+    close(keep=False)                          release what it started (keep: leave it running)
 
 ``ProcessorHandle`` declares what a check may observe of a processor; an
 observation an adapter cannot make returns ``None`` ("not observable"), never
@@ -20,8 +20,11 @@ Exception tree (raised inside adapters, turned into error envelopes by ``Adapter
         └── Unreachable                   the connection was refused: nothing was sent, safe to retry
 
     Lower libraries' exceptions never leave an adapter: httpx's are mapped in
-    ``adapters.http.call``, each adapter's own (Docker SDK, image builds, the
-    Modal SDK) in its ``errors()``.
+    ``adapters.http.call``, the Docker SDK's and the image builder's in
+    ``LocalAdapter.errors()``, the Modal SDK's in ``adapters.modal.lookup_web_url``.
+
+Optional hooks: ``release(handle, broken=)`` after each call (the local pool discards a
+broken container) and ``refusal(spec)`` (a processor the adapter cannot run at all).
 """
 
 from __future__ import annotations
