@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from pytest_theory.adapters import http
-from pytest_theory.adapters.base import Adapter, AdapterError, Invocation, OnEvent
+from pytest_theory.adapters.base import Adapter, AdapterError, ImageConfig, Launch
 from pytest_theory.contracts.digests import normalize_digest
 from pytest_theory.contracts.errors import ContractError, ErrorCode
 from pytest_theory.registry import ProcessorSpec, Ref
@@ -134,10 +134,20 @@ class ModalHandle:
     image_digest: str
     world_root: Path | None = None
 
-    def stderr(self) -> str:
-        return ""  # a deployed function's logs live on Modal, not here
+    # A deployed function's logs and image live on Modal: nothing of them is observable here.
+    def stderr(self) -> None:
+        return None
 
-    def stdout(self) -> str | None:
+    def stdout(self) -> None:
+        return None
+
+    def image_config(self) -> ImageConfig | None:
+        return None
+
+    def exec(self, argv: Sequence[str]) -> None:
+        return None
+
+    def launch(self) -> Launch | None:
         return None
 
     def alive(self) -> bool:
@@ -149,6 +159,7 @@ class ModalHandle:
 
 class ModalAdapter(Adapter):
     name = "modal"
+    sets_environment = False  # the deployment's environment is set when it is deployed
 
     def __init__(
         self,
@@ -163,7 +174,7 @@ class ModalAdapter(Adapter):
         self._handles: dict[tuple[str, str], ModalHandle] = {}
         self._lock = threading.Lock()
 
-    def digest_for(self, spec: ProcessorSpec) -> str:
+    def digest_for(self, spec: ProcessorSpec, opts: Mapping[str, Any] | None = None) -> str:
         return self.pinned_digest(spec)
 
     @staticmethod
@@ -180,55 +191,39 @@ class ModalAdapter(Adapter):
         self,
         spec: ProcessorSpec,
         *,
-        modal_environment: str | None = None,
-        lookup_timeout_s: float | None = None,
-        health_timeout_s: float | None = None,
-        **_: Any,
+        environment: Mapping[str, str] | None = None,
+        world_root: str | Path | None = None,
+        opts: Mapping[str, Any] | None = None,
     ) -> ModalHandle:
-        """The deployed endpoint for ``spec``, found once per environment and health-checked."""
-        env = modal_environment or self.environment
+        """The deployed endpoint for ``spec``, found once per Modal environment and health-checked.
+
+        ``environment`` and ``world_root`` are the deployment's own (``sets_environment``
+        is false); ``opts``: ``environment`` (the Modal one), ``lookup_timeout_s``,
+        ``health_timeout_s``.
+        """
+        opts = opts or {}
+        env = opts.get("environment") or self.environment
         key = (str(spec.ref), env)
         with self._lock:
             handle = self._handles.get(key)
         if handle is not None and handle.alive():
             return handle
-        url = lookup_web_url(spec.ref, env, lookup_timeout_s or self.lookup_timeout_s)
+        url = lookup_web_url(spec.ref, env, opts.get("lookup_timeout_s") or self.lookup_timeout_s)
         handle = ModalHandle(
             str(spec.ref), url, httpx.Client(base_url=url), self.pinned_digest(spec)
         )
         try:
-            http.wait_healthy(handle, health_timeout_s or self.health_timeout_s)
+            http.wait_healthy(handle, opts.get("health_timeout_s") or self.health_timeout_s)
         except BaseException:
             handle.close()
             raise
         with self._lock:
             self._handles[key] = handle
+            self.boots += 1
         return handle
 
-    def close(self) -> None:
+    def close(self, keep: bool = False) -> None:
         with self._lock:
             handles, self._handles = list(self._handles.values()), {}
         for handle in handles:
             handle.close()
-
-    def run(
-        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
-    ) -> dict[str, Any]:
-        digest = ""
-        try:
-            digest = self.pinned_digest(invocation.spec)
-            handle = self.acquire(
-                invocation.spec,
-                modal_environment=opts.get("environment"),
-                lookup_timeout_s=opts.get("lookup_timeout_s"),
-                health_timeout_s=opts.get("health_timeout_s"),
-            )
-            return http.call(
-                handle,
-                invocation,
-                timeout_s=opts.get("timeout_s"),
-                expected_digest=opts.get("expected_digest") or digest,
-                on_event=on_event,
-            )
-        except ContractError as exc:
-            return invocation.error(exc, digest)

@@ -52,7 +52,7 @@ def build_app(spec: ProcessorSpec, environment: str, oci: str | None = None) -> 
     )
 
     def serve() -> Any:
-        from app.http import app as asgi  # type: ignore[import-not-found]  # inside the image
+        from app.http import app as asgi  # inside the image (missing imports are ignored)
 
         return asgi
 

@@ -58,6 +58,16 @@ def rule(rule_id: str) -> Callable[[F], F]:
     return marker
 
 
+def markdown_table() -> str:
+    """The README's rules table, written from ``RULES`` (``python -m pytest_theory.rules``)."""
+    rows = [f"| {rule_id} | {text} |" for rule_id, text in RULES.items()]
+    return "\n".join(["| rule | what SPEC.md says |", "|---|---|", *rows])
+
+
 def rule_of(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("theory_rule")
     return str(marker.args[0]) if marker else None
+
+
+if __name__ == "__main__":
+    print(markdown_table())

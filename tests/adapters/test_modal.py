@@ -18,7 +18,7 @@ import modal.exception
 import pytest
 import respx
 
-from pytest_theory.adapters import InprocessAdapter, ModalAdapter
+from pytest_theory.adapters import InprocessAdapter, ModalAdapter, invoke_kwargs
 from pytest_theory.adapters.modal import FUNCTION_NAME, app_name
 from pytest_theory.adapters.modal_app import build_app
 from pytest_theory.registry import load_spec
@@ -77,19 +77,16 @@ def remote(tmp_path: Path, pinned_spec: Any) -> Any:
 
 
 def invoke(adapter: ModalAdapter, spec: Any, **overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "processor_ref": "llm/litellm@1",
-        "mode": "mock",
-        "inputs_json": {
+    kwargs = invoke_kwargs(
+        spec,
+        execution_id="m-1",
+        inputs={
             "schema": "v1",
             "params": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
         },
-        "write_prefix": "/artifacts/outputs/{execution_id}/",
-        "execution_id": "m-1",
-        "registry_snapshot": spec.snapshot(),
-        "adapter_opts": {"environment": "dev"},
-        "secrets_present": [],
-    }
+        adapter_opts={"environment": "dev"},
+        secrets_present=[],
+    )
     kwargs.update(overrides)
     envelope: dict[str, Any] = adapter.invoke(**kwargs)
     return envelope
