@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from httpx_sse import SSEError, connect_sse
@@ -18,6 +18,7 @@ from pytest_theory.adapters.base import (
     Invocation,
     OnEvent,
     ProcessorHandle,
+    Unreachable,
     check_envelope,
     logs_tail,
 )
@@ -30,19 +31,28 @@ HEALTH_POLL_S = 0.05
 #: After a dropped connection, how long the engine gets to report that the processor exited.
 EXIT_GRACE_S = 2.0
 
-
-class Unreachable(AdapterError):
-    """The connection was refused, so the payload never reached the processor: safe to retry."""
+__all__ = ["Unreachable", "call", "wait_healthy"]  # Unreachable lives in base, with its tree
 
 
-def _tail(handle: ProcessorHandle) -> list[str]:
+class Reachable(Protocol):
+    """What waiting on a processor needs: a ``ProcessorHandle``, or a container still starting."""
+
+    @property
+    def client(self) -> httpx.Client: ...
+
+    def stderr(self) -> str | None: ...
+
+    def alive(self) -> bool: ...
+
+
+def _tail(handle: Reachable) -> list[str]:
     try:
-        return logs_tail(handle.stderr())
+        return logs_tail(handle.stderr() or "")
     except Exception:  # a vanished container has no logs; the error is what matters
         return []
 
 
-def _exits_within(handle: ProcessorHandle, seconds: float) -> bool:
+def _exits_within(handle: Reachable, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while handle.alive():
         if time.monotonic() >= deadline:
@@ -51,7 +61,7 @@ def _exits_within(handle: ProcessorHandle, seconds: float) -> bool:
     return True
 
 
-def wait_healthy(handle: ProcessorHandle, timeout_s: float) -> None:
+def wait_healthy(handle: Reachable, timeout_s: float) -> None:
     """Poll ``GET /healthz`` until ``{"ok": true}``; ``ERR_HEALTH`` (with the log tail) otherwise."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"

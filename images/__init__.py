@@ -14,19 +14,31 @@ from pytest_theory.images.build import (
     resolve_image,
 )
 from pytest_theory.images.context import source_hash
-from pytest_theory.images.pins import PinStatus, pin_status, write_pin
+from pytest_theory.images.pins import (
+    PinStatus,
+    PushError,
+    pin_processor,
+    pin_status,
+    push_image,
+    verify_pin,
+    write_pin,
+)
 
 __all__ = [
     "BUILD_MODES",
     "ImageBuildError",
     "ImageUnavailable",
     "PinStatus",
+    "PushError",
     "ResolvedImage",
     "build_image",
     "content_tag",
     "find_pinned",
+    "pin_processor",
     "pin_status",
+    "push_image",
     "resolve_image",
     "source_hash",
+    "verify_pin",
     "write_pin",
 ]

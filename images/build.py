@@ -4,7 +4,12 @@ Tags are ``pytest-theory/<ns>-<name>:v<version>-<source hash>``. A build whose
 tag exists is a lookup; otherwise the base image and the wheels are made
 ready and the context is streamed to the engine. No build-time labels: the
 legacy builder pays a container commit (seconds) for each, and the tag already
-names the source. Without a registry, an image's digest is its id.
+names the source. An image's digest is its manifest digest in the pin's registry
+once pushed there (``theory-images pin``), else its id.
+
+A run is *pinned* when the build mode is ``never`` (the pin is pulled by digest) or
+when the registry pins this platform from the very source being built: then the
+envelope must report the pin's digest (``ResolvedImage.expected_digest``).
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import docker
 from docker.errors import APIError, ImageNotFound
 
-from pytest_theory.contracts.digests import normalize_digest
+from pytest_theory.contracts.digests import normalize_digest, repository_of
 from pytest_theory.images import base, context, locks
 from pytest_theory.images.cache import exclusive
 from pytest_theory.registry import ProcessorSpec, host_platform
@@ -48,6 +53,12 @@ class ResolvedImage:
     digest: str  # sha256:<hex>, what the processor must report as IMAGE_DIGEST
     source_hash: str | None
     built: bool = False
+    pin: str | None = None  # the registry pin this run must match, when the run is pinned
+
+    @property
+    def expected_digest(self) -> str:
+        """What the processor's envelopes must report: the pin when pinned, else the image."""
+        return normalize_digest(self.pin) if self.pin else self.digest
 
 
 def repository(spec: ProcessorSpec) -> str:
@@ -128,7 +139,7 @@ def find_pinned(
     for reference in (pin, digest):
         try:
             image = client.images.get(reference)
-            return ResolvedImage(image.id, digest, None)
+            return ResolvedImage(image.id, digest, None, pin=pin)
         except (ImageNotFound, APIError):
             continue
     try:
@@ -138,7 +149,29 @@ def find_pinned(
             f"{spec.ref}: pinned image {pin} is not here and cannot be pulled "
             f"({getattr(exc, 'explanation', exc)})"
         ) from None
-    return ResolvedImage(image.id, digest, None)
+    return ResolvedImage(image.id, digest, None, pin=pin)
+
+
+def registry_digest(image: docker.models.images.Image, repository: str) -> str | None:
+    """The manifest digest ``image`` has in ``repository`` (after a push or a pull), if any."""
+    for reference in image.attrs.get("RepoDigests") or []:
+        repo, _, digest = reference.rpartition("@")
+        if repo == repository:
+            return normalize_digest(digest)
+    return None
+
+
+def as_pinned_run(
+    spec: ProcessorSpec, image: ResolvedImage, client: docker.DockerClient
+) -> ResolvedImage:
+    """``image`` (built from source) as a pinned run when the registry pins this platform
+    from that same source: its digest is then its manifest digest in the pin's repository."""
+    pin = spec.pins.get(host_platform())
+    if not pin or not image.source_hash or spec.source_hash != image.source_hash:
+        return image  # unpinned, or pinned from other source: the run is the build's own
+    local = client.images.get(image.reference)
+    digest = registry_digest(local, repository_of(pin)) or image.digest
+    return replace(image, digest=digest, pin=pin)
 
 
 def resolve_image(
@@ -150,4 +183,4 @@ def resolve_image(
         raise ValueError(f"build must be one of {BUILD_MODES}")
     if build == "never":
         return find_pinned(spec, client)
-    return build_image(spec, client, force=build == "always")
+    return as_pinned_run(spec, build_image(spec, client, force=build == "always"), client)

@@ -1,6 +1,6 @@
 """``theory-images``: the same command as ``theory`` (``pytest_theory.cli``), kept by its old name.
 
-theory-images base | lock | build | pin | check | prune | list [REF ...|--all] [--registry PATH]
+theory-images base | lock | build | push | pin | check | prune | list [REF ...|--all] [--registry PATH]
 """
 
 from __future__ import annotations

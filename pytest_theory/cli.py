@@ -5,8 +5,10 @@ theory new   ns/name@1 [DIR]       scaffold a processor (and, in a new repositor
 theory list  [--as-options]        the refs of your processors
 theory lock  [REF ...|--all]       resolve requirements.in into requirements.lock (pins kept)
 theory build [REF ...|--all]       build images (a lookup when nothing changed)
-theory pin   [REF ...|--all]       build, then record digests in registry.yaml
-theory check [REF ...|--all]       exit 1 when a pin or a lock is stale
+theory push  [REF ...|--all]       build, then push to the image registry (registry.yaml unchanged)
+theory pin   [REF ...|--all]       build, push, record the pushed digests in registry.yaml
+theory check [REF ...|--all]       exit 1 when a lock or a pin is stale, a pin does not resolve,
+                                   or is not what this source pushed (--offline: the source only)
 theory prune [REF ...|--all]       remove image tags of older sources (not the current or pinned)
 theory base                        make the local base image (debootstrap, cached)
 
@@ -14,6 +16,10 @@ Your processors are the folders under your registry roots: ``--registry PATH``, 
 ``theory_registry`` in your pytest ini file (pytest.ini, pyproject.toml, tox.ini, setup.cfg),
 found from the current folder up. Without either, a checkout of pytest-theory acts on its own
 processors/. Nothing is ever written into installed files.
+
+Pins go to --repository, else $THEORY_IMAGE_REPOSITORY, else the ini setting
+theory_image_repository, else the loopback registry localhost:5055/pytest-theory
+(scripts/registry start). A GHCR-style prefix gives ghcr.io/owner/repo/<ns>-<name>.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("new", "list", "base", "lock", "build", "pin", "check", "prune")
+COMMANDS = ("new", "list", "base", "lock", "build", "push", "pin", "check", "prune")
 #: pytest's config files, in the order pytest looks for them in each folder.
 INI_FILES = (
     "pytest.toml",
@@ -156,6 +162,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="build: from nothing, even when the tag exists, without the layer cache",
     )
+    parser.add_argument(
+        "--repository",
+        default=None,
+        metavar="PREFIX",
+        help="push, pin: to PREFIX/<ns>-<name> (e.g. ghcr.io/owner/repo)",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="check: the source only, without the registry"
+    )
     parser.add_argument("--dry-run", action="store_true", help="prune: say what, remove nothing")
     parser.add_argument(
         "--as-options", action="store_true", help="list: as --theory-ref options for pytest"
@@ -239,14 +254,17 @@ def cmd_lock(args: argparse.Namespace, roots: Roots) -> int:
 
 
 def cmd_check(args: argparse.Namespace, roots: Roots) -> int:
+    import docker
+
     from pytest_theory.images import locks, pins
 
+    client = None if args.offline else docker.from_env()
     failed = 0
     for spec in _specs(args, roots):
         lock = locks.stale_reason(spec.build_context)
-        status = pins.pin_status(spec)
+        status = pins.pin_status(spec) if client is None else pins.verify_pin(spec, client)
         failed += bool(lock) or not status.current
-        print(f"{spec.ref}: {status.reason}")
+        print(f"{spec.ref}: {status.reason}" + (f" [{status.code}]" if status.code else ""))
         if lock:
             hint = _registry_hint(spec, roots)
             print(f"{spec.ref}: {lock}; run `{locks.lock_command(str(spec.ref), hint)}`")
@@ -280,18 +298,29 @@ def cmd_build(args: argparse.Namespace, roots: Roots) -> int:
     try:
         for spec in specs:
             started = time.monotonic()
+            if args.command == "pin":
+                done = pins.pin_processor(spec, client, prefix=args.repository, force=args.force)
+                note = "built" if done.image.built else "unchanged"
+                print(f"{spec.ref}: {done.pin} ({note}, pinned, {time.monotonic() - started:.1f}s)")
+                continue
             image = build.build_image(spec, client, force=args.force)
             note = "built" if image.built else "unchanged"
-            if args.command == "pin":
-                pins.write_pin(spec, image)
-                note += ", pinned"
-            print(
-                f"{spec.ref}: {image.reference} {image.digest} "
-                f"({note}, {time.monotonic() - started:.1f}s)"
-            )
+            reference = f"{image.reference} {image.digest}"
+            if args.command == "push":
+                reference = pins.push_image(spec, image, client, prefix=args.repository)
+                note += ", pushed"
+            print(f"{spec.ref}: {reference} ({note}, {time.monotonic() - started:.1f}s)")
     finally:
         build.PROGRESS.remove(_progress)
     return 0
+
+
+def _is_pinned(image: Any, pinned: set[str]) -> bool:
+    """An image a pin names: by its id (a local pin) or by a registry digest it carries."""
+    from pytest_theory.contracts.digests import normalize_digest
+
+    repo_digests = [d.rpartition("@")[2] for d in image.attrs.get("RepoDigests") or []]
+    return any(normalize_digest(d) in pinned for d in [image.id, *repo_digests])
 
 
 def cmd_prune(args: argparse.Namespace, roots: Roots) -> int:
@@ -305,11 +334,12 @@ def cmd_prune(args: argparse.Namespace, roots: Roots) -> int:
     for spec in _specs(args, roots):
         current = content_tag(spec)
         pinned = {normalize_digest(pin) for pin in spec.pins.values()}
+
         pattern = re.compile(rf"^{re.escape(repository(spec))}:v{spec.ref.version}-[0-9a-f]{{16}}$")
         removed, kept = 0, 0
         for image in client.images.list(name=repository(spec)):
             for tag in image.tags:
-                if not pattern.match(tag) or tag == current or image.id in pinned:
+                if not pattern.match(tag) or tag == current or _is_pinned(image, pinned):
                     continue
                 if args.dry_run:
                     print(f"{spec.ref}: would remove {tag}")
@@ -350,6 +380,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "theory") -> int:
             "list": cmd_list,
             "lock": cmd_lock,
             "build": cmd_build,
+            "push": cmd_build,
             "pin": cmd_build,
             "check": cmd_check,
             "prune": cmd_prune,
@@ -361,7 +392,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "theory") -> int:
     except CliError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    except (RuntimeError, docker.errors.DockerException) as exc:
+    except (RuntimeError, ValueError, docker.errors.DockerException) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
 

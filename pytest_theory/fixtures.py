@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_theory.adapters.base import AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
 from pytest_theory.registry import ProcessorSpec, Registry
 from pytest_theory.session import Target, TheorySession
@@ -66,7 +65,7 @@ def theory_spec(theory_session: TheorySession, theory_target: Target) -> Process
 
 
 @pytest.fixture(scope="session")
-def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Any:
+def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Adapter:
     """The adapter (``local``, ``inprocess`` or ``modal``) this test reaches the processor through."""
     return theory_session.adapter(theory_target.adapter)
 
@@ -98,7 +97,14 @@ def _driver(
     request: pytest.FixtureRequest, session: TheorySession, target: Target, handle: ProcessorHandle
 ) -> Driver:
     world = session.world(target) if handle.world_root is not None else None
-    driver = Driver(handle, session.spec(target), mode=session.options.mode, world=world)
+    driver = Driver(
+        handle,
+        session.spec(target),
+        mode=session.options.mode,
+        world=world,
+        adapter=session.adapter(target.adapter),
+        adapter_opts={"world_root": str(session.world(target)), "build": session.options.build},
+    )
     request.node.stash.setdefault(DRIVERS, []).append(driver)
     return driver
 

@@ -70,6 +70,16 @@ def rule_text(rule_id: str) -> str:
     return f"{rule_id}: {RULES[rule_id]}\nSPEC.md: {SPEC_PATH}"
 
 
+def markdown_table() -> str:
+    """The README's rules table, written from ``RULES`` (``python -m pytest_theory.rules``)."""
+    rows = [f"| {rule_id} | {text} |" for rule_id, text in RULES.items()]
+    return "\n".join(["| rule | what SPEC.md says |", "|---|---|", *rows])
+
+
 def rule_of(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("theory_rule")
     return str(marker.args[0]) if marker else None
+
+
+if __name__ == "__main__":
+    print(markdown_table())
