@@ -24,7 +24,7 @@ from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.rules import RULES, rule_of
 from pytest_theory.session import Target, TheorySession
 
-pytest_plugins = ["pytest_theory.fixtures"]
+pytest_plugins = ["pytest_theory.fixtures", "pytest_theory.report.plugin"]
 
 #: Collected as a folder: a file outside the rootdir given as an argument gets an empty node id
 #: path in pytest 9; its folder gives ``test_contract.py::...``.
