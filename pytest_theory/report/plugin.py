@@ -205,7 +205,7 @@ class ReportPlugin:
         if hasattr(self.config, "workerinput"):
             return  # the controller writes the report
         cells = [self._fresh_cell(_parse_target(t), found) for t, found in self.checks.items()]
-        if self.options.reuse and hasattr(self.config, "workercount"):
+        if self.options.reuse and self.config.pluginmanager.has_plugin("dsession"):
             # Under xdist this process did not collect: find the reused cells again.
             for target in self.session.targets():
                 if str(target) not in self.checks and target not in self.reused:
