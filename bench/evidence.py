@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -55,6 +56,15 @@ def pytest_run(*args: str, ok: tuple[int, ...] = (0,)) -> None:
         raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}")
 
 
+def interleaved(
+    measured: Callable[[], None], floor: Callable[[], None], repeats: int
+) -> tuple[float, float]:
+    """Medians of ``measured`` and ``floor`` timed in turn, so a shared machine's load
+    drifting during the run weighs on both alike."""
+    pairs = [(timed(measured), timed(floor)) for _ in range(repeats)]
+    return statistics.median(m for m, _ in pairs), statistics.median(f for _, f in pairs)
+
+
 def one_container(
     client: docker.DockerClient, image: str, digest: str, world: Path, requests: int
 ) -> tuple[float, float]:
@@ -77,12 +87,10 @@ def one_container(
 def bench_warm_suite(client: docker.DockerClient, repeats: int) -> Figure:
     pytest_run("--theory-ref", REF)  # warm: image built, imports cached
     containers, requests = suite_footprint(client)
-    suite = statistics.median(
-        timed(lambda: pytest_run("--theory-ref", REF)) for _ in range(repeats)
-    )
-    collect = statistics.median(
-        timed(lambda: pytest_run("--theory-ref", REF, "--collect-only", "-q"))
-        for _ in range(repeats)
+    suite, collect = interleaved(
+        lambda: pytest_run("--theory-ref", REF),
+        lambda: pytest_run("--theory-ref", REF, "--collect-only", "-q"),
+        repeats,
     )
     image = build_image(Registry.discover().get_spec(REF), client)
     with tempfile.TemporaryDirectory(prefix="bench-evidence-") as world:
@@ -106,13 +114,11 @@ def bench_reuse(repeats: int) -> Figure:
     with tempfile.TemporaryDirectory(prefix="bench-reuse-") as report:
         args = ["--theory-ref", "all", "--theory-report", report]
         pytest_run(*args)  # the stored run every rerun reuses
-        rerun = statistics.median(
-            timed(lambda: pytest_run(*args, "--theory-reuse")) for _ in range(repeats)
+        rerun, collect = interleaved(
+            lambda: pytest_run(*args, "--theory-reuse"),
+            lambda: pytest_run("--theory-ref", "all", "--collect-only", "-q"),
+            repeats,
         )
-    collect = statistics.median(
-        timed(lambda: pytest_run("--theory-ref", "all", "--collect-only", "-q"))
-        for _ in range(repeats)
-    )
     return Figure(
         "no-change rerun of `--theory-ref all` with `--theory-reuse`", rerun, "s", collect,
         "`pytest --theory-ref all --collect-only`", "<= 1.2x floor", rerun <= 1.2 * collect,

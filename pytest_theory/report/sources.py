@@ -19,6 +19,9 @@ from pytest_theory.registry import ProcessorSpec
 HARNESS = "pytest-theory"
 #: The harness packages whose code decides a verdict (not the processors, not Django).
 HARNESS_PACKAGES = ("pytest_theory", "contracts", "registry", "adapters", "images")
+#: Under pytest_theory/ in a wheel, not the plugin's own code: hashed under their own names,
+#: not a verdict's business (processors, Django), or only how evidence is written (report).
+_NOT_HARNESS = {*HARNESS_PACKAGES[1:], "processors", "django_project", "report"}
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # pytest_theory/
 
 
@@ -66,8 +69,8 @@ def harness() -> dict[str, str]:
             if path.suffix not in (".py", ".json") or "__pycache__" in path.parts:
                 continue
             relative = path.relative_to(root)
-            if package == "pytest_theory" and relative.parts[0] in ("report",):
-                continue  # how evidence is written does not change a verdict
+            if package == "pytest_theory" and relative.parts[0] in _NOT_HARNESS:
+                continue
             digest.update(f"{package}/{relative.as_posix()}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     try:
