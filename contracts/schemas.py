@@ -36,6 +36,8 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "sse_event",
     "log_line",
     "registry",
+    "report_cell",
+    "intoto_test_result",
 )
 
 

@@ -81,6 +81,20 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="folder for the artifact world (default: a temporary folder)",
     )
+    group.addoption(
+        "--theory-report",
+        default=None,
+        metavar="DIR",
+        help="write a conformance report there: a JSON cell per processor x adapter x mode, "
+        "in-toto attestations, matrix.md",
+    )
+    group.addoption(
+        "--theory-reuse",
+        action="store_true",
+        default=None,
+        help="skip a cell whose stored PASSED report has the same image digest, harness, SPEC.md, "
+        "registry.yaml and options (needs --theory-report)",
+    )
     parser.addini(
         "theory_refs",
         "processor refs to check (one per line, or 'all')",
@@ -105,6 +119,13 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "theory_property_examples", "hypothesis examples of generated inputs", default="20"
     )
+    parser.addini("theory_report", "folder for the conformance report", default="")
+    parser.addini(
+        "theory_reuse",
+        "reuse stored PASSED report cells whose inputs are equal",
+        type="bool",
+        default=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,8 @@ class TheoryOptions:
     fuzz_examples: int
     property_examples: int
     world: Path | None
+    report: Path | None = None
+    reuse: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> TheoryOptions:
@@ -145,6 +168,17 @@ class TheoryOptions:
             config.getini("theory_registry")
         )
         world = config.getoption("theory_world")
+        report = config.getoption("theory_report")
+        if report:
+            report_dir: Path | None = config.invocation_params.dir / report
+        else:
+            ini_report = str(config.getini("theory_report"))
+            report_dir = config.rootpath / ini_report if ini_report else None
+        reuse = bool(pick("theory_reuse", "theory_reuse"))
+        if reuse and report_dir is None:
+            raise pytest.UsageError(
+                "--theory-reuse reads the stored cells of --theory-report DIR: give both"
+            )
         return cls(
             refs=cli_refs or tuple(config.getini("theory_refs")),
             refs_from_command_line=bool(cli_refs),
@@ -156,4 +190,6 @@ class TheoryOptions:
             fuzz_examples=int(pick("theory_fuzz_examples", "theory_fuzz_examples")),
             property_examples=int(pick("theory_property_examples", "theory_property_examples")),
             world=Path(world) if world else None,
+            report=report_dir,
+            reuse=reuse,
         )

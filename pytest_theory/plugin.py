@@ -29,7 +29,7 @@ from pytest_theory.replay import lines_of, reproduction
 from pytest_theory.rules import rule_of, rule_text
 from pytest_theory.session import Target, TheorySession
 
-pytest_plugins = ["pytest_theory.fixtures"]
+pytest_plugins = ["pytest_theory.fixtures", "pytest_theory.report.plugin"]
 
 #: Collected as a folder: a file outside the rootdir given as an argument gets an empty node id
 #: path in pytest 9; its folder gives ``test_contract.py::...``.

@@ -14,6 +14,7 @@ from pytest_theory.contracts import problems, schemas
 from pytest_theory.contracts.errors import error_envelope
 from pytest_theory.contracts.openapi import bundled_schema, openapi_document
 from tests.conftest import CID, DIGEST, payload
+from tests.report import examples as report_examples
 
 ENTRY = {"path": "/artifacts/o/e/outputs/a.txt", "cid": CID, "size_bytes": 3, "mime": "text/plain"}
 SUCCESS = {
@@ -104,6 +105,7 @@ VALID = [
     ("log_line", {"ts": "t", "level": "warn", "event": "http.run.start", "service": "s", "x": 1}),
     ("registry", REGISTRY),
     ("registry", changed(REGISTRY, "image.platforms", {})),
+    *report_examples.VALID,
 ]
 
 INVALID = [
@@ -144,6 +146,7 @@ INVALID = [
     ("registry", changed(REGISTRY, "outputs.0.path", "../escape"), "path"),
     ("registry", changed(REGISTRY, "outputs.0.path", "/abs"), "path"),
     ("registry", changed(REGISTRY, "colour", "blue"), "colour"),
+    *report_examples.INVALID,
 ]
 
 
