@@ -155,7 +155,7 @@ def reusable(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
 def reused(stored: dict[str, Any], path: Path) -> dict[str, Any]:
     """The stored cell as this run's, naming the report it came from (the first one, if it
     was itself reused)."""
-    cell = json.loads(json.dumps(stored))
+    cell: dict[str, Any] = json.loads(json.dumps(stored))  # a deep copy
     cell["reused_from"] = stored["reused_from"] or {
         "report": str(path),
         "finished": stored["run"]["finished"],
