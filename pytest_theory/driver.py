@@ -20,6 +20,12 @@ from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 
 from pytest_theory.adapters.base import ProcessorHandle
+from pytest_theory.adapters.http import (
+    MAX_ENVELOPE_BYTES,
+    MAX_STREAM_BYTES,
+    TIMEOUT_GRACE_S,
+    bounded_request,
+)
 from pytest_theory.contracts import schemas
 from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
 from pytest_theory.registry import ProcessorSpec
@@ -27,7 +33,6 @@ from pytest_theory.registry import ProcessorSpec
 PREFIX = "/artifacts/theory/{execution_id}/"
 #: The drivers a test used, on its item's stash (for failure reports).
 DRIVERS = pytest.StashKey[list["Driver"]]()
-HTTP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
 
 def example_inputs(spec: ProcessorSpec) -> dict[str, Any]:
@@ -148,12 +153,16 @@ class Driver:
         self, path: str, payload: Any, content: bytes | None, headers: dict[str, str] | None
     ) -> httpx.Response:
         self.last_payload = payload if content is None else f"<{len(content)} raw bytes>"
-        if content is not None:
-            return self.handle.client.post(
-                path, content=content, headers=headers or {}, timeout=HTTP_TIMEOUT
-            )
-        return self.handle.client.post(
-            path, json=payload, headers=headers or {}, timeout=HTTP_TIMEOUT
+        body: dict[str, Any] = {"content": content} if content is not None else {"json": payload}
+        # A total deadline and a size cap on the answer (adapters.http), not a per-read timeout.
+        return bounded_request(
+            self.handle.client,
+            "POST",
+            path,
+            deadline_s=self.spec.timeout_s + TIMEOUT_GRACE_S,
+            limit=MAX_STREAM_BYTES if path == "/run-stream" else MAX_ENVELOPE_BYTES,
+            headers=headers or {},
+            **body,
         )
 
     def run(

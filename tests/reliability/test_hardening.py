@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 
 from tests.conftest import CID, RELIABILITY, llm_inputs
 from tests.reliability.conftest import REGISTRY, Target, boot
@@ -277,11 +279,8 @@ def test_a_timed_out_run_commits_nothing(racing: Target) -> None:
 # -- 4. a secret split across streamed tokens ---------------------------------------------------
 
 
-def key_echoing_provider() -> Any:
+def key_echoing_provider() -> FastAPI:
     """An OpenAI-compatible server that streams back the caller's API key in 3-character tokens."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import StreamingResponse
-
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -296,7 +295,7 @@ def key_echoing_provider() -> Any:
             event = {**base, "object": "chat.completion.chunk", "choices": [choice]}
             return f"data: {json.dumps(event)}\n\n".encode()
 
-        async def chunks() -> Iterator[bytes]:  # type: ignore[misc]
+        async def chunks() -> AsyncIterator[bytes]:
             for i in range(0, len(text), 3):
                 yield chunk({"content": text[i : i + 3]}, None)
             yield chunk({}, "stop") + b"data: [DONE]\n\n"
