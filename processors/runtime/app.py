@@ -7,6 +7,13 @@ A processor's ``app/http.py`` is one line::
 Everything of the contract that is not the handler's own work lives here:
 payload and inputs validation, canonical error envelopes with the statuses of
 SPEC.md, write-prefix confinement, atomic outputs and receipts, logs, timeouts.
+
+What the app cannot reach: SPEC fixes the image's command to
+``uvicorn app.http:app --host 0.0.0.0 --port 8000``, so uvicorn's own HTTP layer
+(h11) answers malformed framing (a bad request line, broken chunking) with its
+bare ``text/plain`` 400 before any request reaches this app, and it alone could
+time out slow request headers. It closes idle keep-alive connections after 5 s
+(its default); the app bounds the body (``BODY_READ_TIMEOUT_S``, the size limit).
 """
 
 from __future__ import annotations
