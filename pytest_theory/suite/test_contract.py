@@ -568,6 +568,49 @@ def test_secret_values_appear_nowhere(
     assert_no_secret(CANARY, texts)
 
 
+@rule("secrets")
+def test_a_secret_split_across_streamed_tokens_is_redacted(
+    theory_session: TheorySession,
+    theory_target: Target,
+    theory_spec: ProcessorSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (real mode, CI
+    unset, a local provider streaming the key back in 3-character tokens)."""
+    from pytest_theory import provider
+
+    urls = [n for n in theory_spec.secrets_declared if n.endswith("_BASE_URL")]
+    if not theory_spec.secrets_required or not urls or theory_target.adapter == "modal":
+        pytest.skip("no way to point the processor at a local provider (a *_BASE_URL secret)")
+    adapter = theory_session.adapter(theory_target.adapter)
+    local = theory_target.adapter == "local"
+    host = provider.bridge_gateway(adapter.docker()) if local else "127.0.0.1"
+    key = f"sk-{CANARY}-split"
+    monkeypatch.delenv("CI", raising=False)
+    with provider.serving("0.0.0.0" if local else "127.0.0.1") as port:
+        environment = {
+            "IMAGE_DIGEST": adapter.digest_for(theory_spec),
+            urls[0]: f"http://{host}:{port}/v1",
+        }
+        environment.update({name: key for name in theory_spec.secrets_required})
+        world = theory_session.world(theory_target)
+        handle = adapter.acquire(
+            theory_spec, environment=environment, world_root=world, reuse=False
+        )
+        try:
+            driver = Driver(handle, theory_spec, mode="real", world=world)
+            run = driver.stream()
+            texts = [run.text, _settled_stderr(handle, [run])]
+        finally:
+            if local:
+                adapter.discard(handle)
+            else:
+                handle.close()
+    if (run.envelope or {}).get("status") != "success":
+        pytest.skip(f"no real run completed against the local provider: {run.text[-300:]}")
+    assert_no_secret(key, texts)
+
+
 # -- adapters: CI safety, digest drift, concurrency -------------------------------------------
 
 
