@@ -274,6 +274,8 @@ def test_a_timed_out_run_commits_nothing(racing: Target) -> None:
         assert (artifacts / "race" / run_id / "receipt.json").is_file()
         assert (artifacts / "execution" / run_id / "determinism.json").is_file()
     RELIABILITY["timeout races"] += len(answers)
+    RELIABILITY["timeout races answered ERR_TIMEOUT"] += len(timed_out)
+    RELIABILITY["timed-out runs that committed"] += len(committed & timed_out)
 
 
 # -- 4. a secret split across streamed tokens ---------------------------------------------------
