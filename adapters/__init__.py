@@ -3,11 +3,10 @@
 One keyword-only call for every adapter (SPEC section 8)::
 
     adapter = get_adapter("local", world_root=...)
-    envelope = adapter.invoke(processor_ref=..., mode=..., inputs_json=..., write_prefix=...,
-                              execution_id=..., registry_snapshot=..., adapter_opts=...,
-                              secrets_present=..., stream=False)
+    envelope = adapter.invoke(**invoke_kwargs(spec, execution_id="e-1", inputs={...}))
 
 ``invoke`` never raises for run-time failures; they come back as error envelopes.
+The interface every adapter implements, and the exception tree, are in ``base``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import (
+    Adapter,
+    AdapterError,
+    ImageConfig,
+    ProcessorHandle,
+    invoke_kwargs,
+)
 
 if TYPE_CHECKING:
     from pytest_theory.adapters.inprocess import InprocessAdapter
@@ -32,13 +37,13 @@ ADAPTERS: dict[str, str] = {
 _CLASSES = {path.rpartition(":")[2]: path for path in ADAPTERS.values()}
 
 
-def _load(path: str) -> type[Any]:
+def _load(path: str) -> type[Adapter]:
     module, _, name = path.partition(":")
-    cls: type[Any] = getattr(importlib.import_module(module), name)
+    cls: type[Adapter] = getattr(importlib.import_module(module), name)
     return cls
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type[Adapter]:
     if name in _CLASSES:
         return _load(_CLASSES[name])
     raise AttributeError(f"module 'adapters' has no attribute {name!r}")
@@ -58,9 +63,11 @@ __all__ = [
     "ADAPTERS",
     "Adapter",
     "AdapterError",
+    "ImageConfig",
     "InprocessAdapter",
     "LocalAdapter",
     "ModalAdapter",
     "ProcessorHandle",
     "get_adapter",
+    "invoke_kwargs",
 ]

@@ -1,23 +1,41 @@
-"""What every adapter shares: the ``invoke`` signature, preflight checks, envelope checks.
+"""What every adapter is: one declared interface, one ``run``, one place errors become envelopes.
 
-Adapters are transport only. Each one finds or starts the processor, waits for
-``/healthz``, posts the payload and hands back the processor's envelope after
-checking it. Run-time failures never raise: they come back as error envelopes
-with the adapter-side codes of SPEC section 4.
+The shape is httpx's transports: ``Adapter`` owns the call (preflight, digest,
+acquire, the HTTP exchange in ``adapters.http``, the envelope check) and each
+adapter supplies only the parts that differ::
 
-Exception tree (raised inside adapters, always turned into envelopes)::
+    acquire(spec, *, environment, world_root)  boot or find the processor: a ProcessorHandle
+    digest_for(spec)                           what it must report as IMAGE_DIGEST
+    errors()                                   its lower library's exceptions -> AdapterError
+    close(keep=False)                          release what it started (keep: leave it running)
 
-    ContractError (contracts.errors)
-    └── AdapterError     an adapter-side code, a message, and the log tail if any
+``ProcessorHandle`` declares what a check may observe of a processor; an
+observation an adapter cannot make returns ``None`` ("not observable"), never
+an empty value that means something else.
+
+Exception tree (raised inside adapters, turned into error envelopes by ``Adapter.run``)::
+
+    ContractError (contracts.errors)      a SPEC code and a message
+    └── AdapterError                      an adapter-side code (SPEC section 4), a message, the log tail
+        └── Unreachable                   the connection was refused: nothing was sent, safe to retry
+
+    Lower libraries' exceptions never leave an adapter: httpx's are mapped in
+    ``adapters.http.call``, the Docker SDK's and the image builder's in
+    ``LocalAdapter.errors()``, the Modal SDK's in ``adapters.modal.lookup_web_url``.
+
+Optional hooks: ``release(handle, broken=)`` after each call (the local pool discards a
+broken container) and ``refusal(spec)`` (a processor the adapter cannot run at all).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -32,6 +50,8 @@ from pytest_theory.registry import ProcessorSpec, RegistryError, parse_ref
 #: ``on_event(event, data)`` for ``/run-stream`` events before ``done``.
 OnEvent = Callable[[str, dict[str, Any]], None]
 LOGS_TAIL_LINES = 20
+#: The write prefix a caller uses when it has no opinion (SPEC section 3).
+DEFAULT_WRITE_PREFIX = "/artifacts/outputs/{execution_id}/"
 
 
 class AdapterError(ContractError):
@@ -42,8 +62,32 @@ class AdapterError(ContractError):
         self.logs_tail = list(logs_tail)
 
 
+class Unreachable(AdapterError):
+    """The connection was refused, so the payload never reached the processor: safe to retry."""
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an image says about how it runs (SPEC section 6)."""
+
+    cmd: list[str]
+    healthcheck: str  # the HEALTHCHECK test, joined with spaces ("" when there is none)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start this processor again by hand: its image and its environment's names."""
+
+    image: str
+    environment_names: tuple[str, ...]
+
+
 class ProcessorHandle(Protocol):
-    """A processor an adapter can talk to: a container, an in-process app or a Modal endpoint."""
+    """A processor an adapter can talk to, and what a check may observe of it.
+
+    Observations return ``None`` when this adapter cannot make them (a check
+    then skips, saying so); ``""`` means observed and empty.
+    """
 
     @property
     def ref(self) -> str: ...
@@ -61,24 +105,40 @@ class ProcessorHandle(Protocol):
     def world_root(self) -> Path | None:
         """The world folder whose ``artifacts/`` the processor sees, when visible from here."""
 
-    def stderr(self) -> str: ...
+    def stderr(self) -> str | None:
+        """Everything the processor wrote to stderr so far."""
 
-    def stdout(self) -> str | None: ...
+    def stdout(self) -> str | None:
+        """Everything the processor wrote to stdout so far."""
+
+    def image_config(self) -> ImageConfig | None:
+        """The image's CMD and HEALTHCHECK."""
+
+    def exec(self, argv: Sequence[str]) -> int | None:
+        """Run ``argv`` inside the processor's image; its exit code."""
+
+    def launch(self) -> Launch | None:
+        """The image and environment names that start the same processor (for replays)."""
 
     def alive(self) -> bool: ...
 
     def close(self) -> None: ...
 
 
-class Adapter:
-    """What every adapter is: one ``invoke`` (SPEC section 8) that preflights the call,
-    then hands it to the adapter's ``run``.
+class Adapter(ABC):
+    """One ``invoke`` (SPEC section 8) for every adapter, and the one ``run`` behind it.
 
     A call that fails preflight gets its error envelope without touching a
-    processor; subclasses carry the checked call in ``run``.
+    processor; one that passes is carried by ``run``, which never raises for a
+    run-time failure.
     """
 
-    name = ""
+    name: ClassVar[str] = ""
+    #: Whether ``acquire`` can start a processor with an environment of the caller's
+    #: choosing (a deployed endpoint's environment is its deployment's).
+    sets_environment: ClassVar[bool] = True
+    #: Processors this adapter started so far (a check that nothing started reads it).
+    boots: int = 0
 
     def invoke(
         self,
@@ -111,18 +171,133 @@ class Adapter:
             return error_envelope(exc.code, exc.message)
         return self.run(invocation, dict(adapter_opts or {}), on_event)
 
+    def expected_pin(self, spec: ProcessorSpec, opts: Mapping[str, Any]) -> str | None:
+        """The registry pin envelopes must report when this run is pinned (SPEC section 6),
+        which can differ from the digest handed to the processor; ``None`` when unpinned."""
+        return None
+
     def run(
-        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
+        self, invocation: Invocation, opts: Mapping[str, Any], on_event: OnEvent | None = None
     ) -> dict[str, Any]:
-        """Carry a checked call to the processor; failures come back as error envelopes."""
-        raise NotImplementedError
+        """Carry a checked call to the processor: the one place failures become envelopes."""
+        from pytest_theory.adapters import http  # http imports this module
 
-    def digest_for(self, spec: ProcessorSpec) -> str:
+        digest = ""
+        try:
+            with self.errors():
+                digest = self.digest_for(invocation.spec, opts)
+                for attempt in (1, 2):
+                    handle = self.acquire(
+                        invocation.spec,
+                        environment=invocation.container_environment(digest),
+                        world_root=opts.get("world_root"),
+                        opts=opts,
+                    )
+                    broken = True
+                    try:
+                        envelope = http.call(
+                            handle,
+                            invocation,
+                            timeout_s=opts.get("timeout_s"),
+                            expected_digest=(
+                                opts.get("expected_digest")
+                                or self.expected_pin(invocation.spec, opts)
+                                or digest
+                                or None
+                            ),
+                            on_event=on_event,
+                        )
+                        broken = False
+                        return envelope
+                    except Unreachable:
+                        if attempt == 2:
+                            raise
+                        # A reused processor died since its last call and nothing was
+                        # sent: once more, with a fresh one.
+                    except AdapterError as exc:
+                        broken = (
+                            exc.code
+                            in (
+                                ErrorCode.ERR_TIMEOUT,
+                                ErrorCode.ERR_ADAPTER_INVOCATION,
+                            )
+                            or not handle.alive()
+                        )
+                        raise
+                    finally:
+                        self.release(handle, broken=broken)
+                raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        except ContractError as exc:
+            return invocation.error(exc, digest)
+
+    # -- what each adapter supplies ----------------------------------------------------
+
+    @abstractmethod
+    def acquire(
+        self,
+        spec: ProcessorSpec,
+        *,
+        environment: Mapping[str, str] | None = None,
+        world_root: str | Path | None = None,
+        opts: Mapping[str, Any] | None = None,
+    ) -> ProcessorHandle:
+        """A ready processor for ``spec`` with ``environment`` (default: what this adapter
+        passes, ``default_environment``) and its world at ``world_root``; raises
+        ``AdapterError``. ``opts`` are the call's ``adapter_opts``."""
+
+    @abstractmethod
+    def digest_for(self, spec: ProcessorSpec, opts: Mapping[str, Any] | None = None) -> str:
         """The digest a processor of ``spec`` runs as (its IMAGE_DIGEST), found without booting it."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        """Release whatever the adapter started."""
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Map this adapter's lower library's exceptions to ``AdapterError`` (none by default)."""
+        yield
+
+    def refusal(self, spec: ProcessorSpec) -> str | None:
+        """Why a processor of ``spec`` cannot run through this adapter at all, or ``None``."""
+        return None
+
+    def release(self, handle: ProcessorHandle, *, broken: bool) -> None:  # noqa: B027 (optional)
+        """A call on ``handle`` is over; ``broken``: it hung or crashed, never hand it out again."""
+
+    def close(self, keep: bool = False) -> None:  # noqa: B027 (optional)
+        """Release whatever the adapter started (``keep``: leave it running, for debugging)."""
+
+    # -- shared ------------------------------------------------------------------------
+
+    def default_environment(
+        self, spec: ProcessorSpec, secrets_present: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """What this adapter passes a processor of ``spec``: IMAGE_DIGEST, declared secrets, CI."""
+        return container_environment(self.digest_for(spec), present_secrets(spec, secrets_present))
+
+
+def invoke_kwargs(
+    spec: ProcessorSpec,
+    *,
+    execution_id: str,
+    inputs: Mapping[str, Any],
+    mode: str = "mock",
+    write_prefix: str = DEFAULT_WRITE_PREFIX,
+    adapter_opts: Mapping[str, Any] | None = None,
+    secrets_present: Sequence[str] | None = None,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """The keyword set of SPEC section 8's ``invoke`` for ``spec``, built in this one place."""
+    return {
+        "processor_ref": str(spec.ref),
+        "mode": mode,
+        "inputs_json": dict(inputs),
+        "write_prefix": write_prefix,
+        "execution_id": execution_id,
+        "registry_snapshot": spec.snapshot(),
+        "adapter_opts": dict(adapter_opts or {}),
+        "secrets_present": list(
+            spec.secrets_declared if secrets_present is None else secrets_present
+        ),
+        "stream": stream,
+    }
 
 
 @dataclass(frozen=True)

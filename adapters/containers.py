@@ -1,8 +1,17 @@
-"""Processor containers: start, reach, read logs, stop; and reap what a crashed run left.
+"""Processor containers on testcontainers-python: start, reach, read logs, stop; and reap
+what a crashed run left.
 
-Every container we start carries labels naming it as ours and naming its owner
-process (host, pid and the pid's start time, so a reused pid is not mistaken
-for the owner). ``reap_orphans`` removes containers whose owner is gone.
+``ProcessorContainer`` is a thin ``DockerContainer``: its fluent ``with_*`` setup, ``start``
+(create, start, then the wait strategy) and context manager are testcontainers'. Readiness
+is a wait strategy, each bounded by its startup timeout: ``HealthzReady`` (SPEC section 2's
+``GET /healthz``, what the adapters wait on) or testcontainers' ``HealthcheckWaitStrategy``
+(Docker's own HEALTHCHECK verdict).
+
+Ryuk, testcontainers' reaper container, is off: it would be one more container per run on a
+shared engine, and it reaps only when its socket closes. Every container we start instead
+carries labels naming it as ours and naming its owner process (host, pid and the pid's
+start time, so a reused pid is not mistaken for the owner); ``reap_orphans`` removes
+containers whose owner is gone, on the next run after a crash.
 """
 
 from __future__ import annotations
@@ -13,13 +22,21 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import docker
 import httpx
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
+from testcontainers.core.config import ConnectionMode, testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.wait_strategies import HealthcheckWaitStrategy
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from pytest_theory.adapters import http
+from pytest_theory.adapters.base import ImageConfig
 
 LABEL_MANAGED = "org.pytest-theory.managed"
 LABEL_OWNER = "org.pytest-theory.owner"
@@ -28,6 +45,10 @@ LABEL_SESSION = "org.pytest-theory.session"
 CONTAINER_PORT = 8000
 SESSION = uuid.uuid4().hex[:8]
 _names = itertools.count(1)
+# Set on testcontainers' config, not through TESTCONTAINERS_RYUK_DISABLED and
+# TESTCONTAINERS_CONNECTION_MODE, so nothing of this process's environment changes.
+testcontainers_config.ryuk_disabled = True  # our label-and-owner reaper instead (see above)
+testcontainers_config.connection_mode_override = ConnectionMode.docker_host
 
 
 def _start_time(pid: int) -> str:
@@ -81,98 +102,127 @@ def reap_orphans(client: docker.DockerClient) -> list[str]:
     return reaped
 
 
-class ProcessorContainer:
-    """One processor container, testcontainers-style::
+class HealthzReady(WaitStrategy):
+    """Ready when ``GET /healthz`` answers ``200 {"ok": true}``; ``ERR_HEALTH`` with the log tail
+    when the container exits first or the startup timeout passes (``adapters.http.wait_healthy``,
+    shared with the adapters that start nothing)."""
 
-    with ProcessorContainer(client, image).with_env(IMAGE_DIGEST=d).with_world(root) as c:
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        assert isinstance(container, ProcessorContainer)
+        http.wait_healthy(container, self._startup_timeout)
+
+
+class ProcessorContainer(DockerContainer):
+    """One processor container::
+
+    with ProcessorContainer(client, image).with_envs(IMAGE_DIGEST=d).with_world(root) as c:
         c.client.get("/healthz")
     """
 
     def __init__(self, docker_client: docker.DockerClient, image: str, *, ref: str = ""):
+        slug = ref.replace("/", "-").replace("@", "-v").replace("_", "-") or "proc"
+        #: Known before the container exists, so an interrupt mid-create can still remove it.
+        self.name = f"theory-{slug}-{SESSION}-{next(_names)}"
+        # The adapter's client, not a new one per container (and its API version, so the
+        # client testcontainers makes first does not ask the engine for it).
+        super().__init__(
+            image, docker_client_kw={"version": docker_client.api.api_version}, name=self.name
+        )
+        self._docker.client = docker_client
         self.docker = docker_client
-        self.image = image
         self.ref = ref
-        self.environment: dict[str, str] = {}
-        self.volumes: dict[str, dict[str, str]] = {}
         self.labels = {
             LABEL_MANAGED: "1",
             LABEL_OWNER: owner_label(),
             LABEL_SESSION: SESSION,
             LABEL_REF: ref,
         }
-        self.resources: dict[str, Any] = {}
-        self.user: str | None = None
-        slug = ref.replace("/", "-").replace("@", "-v").replace("_", "-") or "proc"
-        #: Known before the container exists, so an interrupt mid-create can still remove it.
-        self.name = f"theory-{slug}-{SESSION}-{next(_names)}"
-        self.container: Container | None = None
-        self.base_url = ""
+        # Published on 127.0.0.1 only (testcontainers' with_bind_ports binds every interface).
+        # ``network=None``: the engine's default bridge, never the network testcontainers
+        # would inherit from the container this runs in.
+        self.ports = {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", None)}  # type: ignore[dict-item]
+        self.with_kwargs(labels=self.labels, network=None)
+        self.waiting_for(HealthzReady())
         self._client: httpx.Client | None = None
+        self._base_url = ""
         self._lock = threading.Lock()
 
     # -- setup -----------------------------------------------------------------
 
-    def with_env(self, **environment: str) -> ProcessorContainer:
-        self.environment.update(environment)
-        return self
-
     def with_world(self, root: str | Path) -> ProcessorContainer:
         """Mount the world's ``/artifacts`` (a host folder) read-write at ``/artifacts``."""
-        self.volumes[str(Path(root).resolve())] = {"bind": "/artifacts", "mode": "rw"}
-        return self
+        return self.with_volume_mapping(str(Path(root).resolve()), "/artifacts", "rw")
 
     def with_resources(self, *, cpu: str | float, memory_gb: float) -> ProcessorContainer:
-        self.resources = {
-            "nano_cpus": int(float(cpu) * 1e9),
-            "mem_limit": f"{int(memory_gb * 1024)}m",
-        }
-        return self
+        return self.with_kwargs(
+            **self._kwargs, nano_cpus=int(float(cpu) * 1e9), mem_limit=f"{int(memory_gb * 1024)}m"
+        )
 
     def with_user(self, user: str) -> ProcessorContainer:
         """Run as ``uid:gid`` so files written to the world belong to the caller."""
-        self.user = user
+        return self.with_kwargs(**self._kwargs, user=user)
+
+    def with_health_timeout(self, seconds: float) -> ProcessorContainer:
+        """Bound the wait for readiness."""
+        assert self._wait_strategy is not None
+        self._wait_strategy.with_startup_timeout(timedelta(seconds=seconds))
         return self
 
     # -- lifecycle ---------------------------------------------------------------
 
+    @property
+    def container(self) -> Container | None:
+        """The Docker SDK's container, once created."""
+        return self._container
+
+    @container.setter
+    def container(self, value: Container | None) -> None:
+        self._container = value
+
     def start(self) -> ProcessorContainer:
-        self.container = self.docker.containers.run(
-            self.image,
-            detach=True,
-            name=self.name,
-            environment=self.environment,
-            volumes=self.volumes,
-            labels=self.labels,
-            ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", None)},
-            user=self.user,
-            **self.resources,
-        )
-        self.base_url = f"http://127.0.0.1:{self._published_port()}"
+        """Create, start and wait until ready; a failed start removes what it started."""
+        try:
+            super().start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<published port>``, looked up once the container exists."""
+        if not self._base_url and self._container is not None:
+            self._base_url = f"http://127.0.0.1:{self._published_port()}"
+        return self._base_url
+
     def _published_port(self) -> str:
-        assert self.container is not None
+        # Hand-written rather than get_exposed_port: that one waits for "running" up to its
+        # own timeout, where a container that crashed at start must be seen as gone at once.
+        assert self._container is not None
         for _ in range(100):  # the port shows up in the inspect data a moment after start
-            self.container.reload()
-            bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(
+            self._container.reload()
+            bindings = (self._container.attrs["NetworkSettings"]["Ports"] or {}).get(
                 f"{CONTAINER_PORT}/tcp"
             )
             if bindings:
                 port: str = bindings[0]["HostPort"]
                 return port
-            if self.container.status == "exited":
+            if self._container.status == "exited":
                 return "0"
             time.sleep(0.02)
         raise RuntimeError("the container's port was never published")
 
-    def stop(self) -> None:
+    def stop(self, force: bool = True, delete_volume: bool = True) -> None:
         """Remove the container (and any anonymous volume); safe to call twice, and also
-        after an interrupt left ``start`` without the container's id."""
+        after an interrupt left ``start`` without the container's id.
+
+        Hand-written: testcontainers' ``stop`` removes only a container whose id it got
+        back, and closes the Docker client, which here is the adapter's, shared."""
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-            self.container = None
+            self._container = None
         try:
             self.docker.api.remove_container(self.name, force=True, v=True)
         except NotFound:
@@ -180,9 +230,6 @@ class ProcessorContainer:
         except APIError as exc:
             if exc.status_code != 409:  # 409: another caller's removal is under way
                 raise
-
-    def __enter__(self) -> ProcessorContainer:
-        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -217,6 +264,32 @@ class ProcessorContainer:
             return ""
         data: bytes = self.container.logs(stdout=stdout, stderr=not stdout)
         return data.decode("utf-8", errors="replace")
+
+    def image_config(self) -> ImageConfig:
+        """The CMD and HEALTHCHECK of the image this container runs."""
+        if self.container is None:
+            raise RuntimeError("the container is not started")
+        config = self.container.image.attrs["Config"] if self.container.image else {}
+        return ImageConfig(
+            cmd=list(config.get("Cmd") or []),
+            healthcheck=" ".join((config.get("Healthcheck") or {}).get("Test", [])),
+        )
+
+    def exit_code_of(self, argv: Sequence[str]) -> int:
+        """Run ``argv`` in the container; its exit code."""
+        if self.container is None:
+            raise RuntimeError("the container is not started")
+        exit_code: int = self.container.exec_run(list(argv)).exit_code
+        return exit_code
+
+    def stderr(self) -> str:
+        return self.logs(stdout=False)
+
+    def wait_docker_healthy(self, timeout_s: float) -> None:
+        """Wait for Docker's own HEALTHCHECK verdict ``healthy`` (testcontainers' strategy):
+        ``TimeoutError`` past ``timeout_s``, ``RuntimeError`` on ``unhealthy``."""
+        strategy = HealthcheckWaitStrategy().with_startup_timeout(timedelta(seconds=timeout_s))
+        strategy.wait_until_ready(self)
 
     def health_status(self) -> str:
         """Docker's own HEALTHCHECK verdict: ``starting``, ``healthy`` or ``unhealthy``."""

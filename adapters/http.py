@@ -17,7 +17,7 @@ import codecs
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -28,6 +28,7 @@ from pytest_theory.adapters.base import (
     Invocation,
     OnEvent,
     ProcessorHandle,
+    Unreachable,
     check_envelope,
     logs_tail,
 )
@@ -137,18 +138,35 @@ def iter_sse_capped(
             yield sse
 
 
-class Unreachable(AdapterError):
-    """The connection was refused, so the payload never reached the processor: safe to retry."""
+__all__ = [
+    "Deadline",
+    "Unreachable",
+    "bounded_request",
+    "call",
+    "iter_sse_capped",
+    "wait_healthy",
+]  # Unreachable lives in base, with its tree
 
 
-def _tail(handle: ProcessorHandle) -> list[str]:
+class Reachable(Protocol):
+    """What waiting on a processor needs: a ``ProcessorHandle``, or a container still starting."""
+
+    @property
+    def client(self) -> httpx.Client: ...
+
+    def stderr(self) -> str | None: ...
+
+    def alive(self) -> bool: ...
+
+
+def _tail(handle: Reachable) -> list[str]:
     try:
-        return logs_tail(handle.stderr())
+        return logs_tail(handle.stderr() or "")
     except Exception:  # a vanished container has no logs; the error is what matters
         return []
 
 
-def _exits_within(handle: ProcessorHandle, seconds: float) -> bool:
+def _exits_within(handle: Reachable, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while handle.alive():
         if time.monotonic() >= deadline:
@@ -157,7 +175,7 @@ def _exits_within(handle: ProcessorHandle, seconds: float) -> bool:
     return True
 
 
-def wait_healthy(handle: ProcessorHandle, timeout_s: float) -> None:
+def wait_healthy(handle: Reachable, timeout_s: float) -> None:
     """Poll ``GET /healthz`` until ``{"ok": true}``; ``ERR_HEALTH`` (with the log tail) otherwise.
 
     The wait ends within ``timeout_s`` plus one probe: each probe is itself bounded

@@ -12,7 +12,8 @@ those, by the reaper on the next run.
     reuse             keep the container for later calls (default True)
     health_timeout_s  bound on the wait for /healthz (default 60)
     timeout_s         bound on one call (default runtime.timeout_s + 10)
-    expected_digest   the digest the processor must report (default: the image started)
+    expected_digest   the digest the processor must report (default: the pin when the
+                      run is pinned, else the image started)
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import os
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,17 +34,15 @@ import docker
 import httpx
 from docker.errors import DockerException
 
-from pytest_theory.adapters import http
 from pytest_theory.adapters.base import (
     Adapter,
     AdapterError,
-    Invocation,
-    OnEvent,
-    container_environment,
-    present_secrets,
+    ImageConfig,
+    Launch,
+    ProcessorHandle,
 )
 from pytest_theory.adapters.containers import ProcessorContainer, reap_orphans
-from pytest_theory.contracts.errors import ContractError, ErrorCode
+from pytest_theory.contracts.errors import ErrorCode
 from pytest_theory.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
 from pytest_theory.registry import ProcessorSpec
 
@@ -77,8 +77,17 @@ class LocalHandle:
     def stderr(self) -> str:
         return self.container.logs(stdout=False)
 
-    def stdout(self) -> str | None:
+    def stdout(self) -> str:
         return self.container.logs(stdout=True)
+
+    def image_config(self) -> ImageConfig:
+        return self.container.image_config()
+
+    def exec(self, argv: Sequence[str]) -> int:
+        return self.container.exit_code_of(argv)
+
+    def launch(self) -> Launch:
+        return Launch(self.image.reference, tuple(sorted(self.container.env)))
 
     def alive(self) -> bool:
         return self.container.alive()
@@ -138,8 +147,23 @@ class LocalAdapter(Adapter):
         key = (str(spec.path), build)
         if key in self._images:
             return self._images[key]
-        try:
+        with self.errors():
             image = resolve_image(spec, self.docker(), build)
+        self._images[key] = image
+        return image
+
+    def digest_for(self, spec: ProcessorSpec, opts: Mapping[str, Any] | None = None) -> str:
+        return self.resolve(spec, (opts or {}).get("build")).digest
+
+    def expected_pin(self, spec: ProcessorSpec, opts: Mapping[str, Any]) -> str | None:
+        image = self.resolve(spec, opts.get("build"))
+        return image.expected_digest if image.pin else None
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """The Docker SDK's and the image builder's exceptions, as adapter errors."""
+        try:
+            yield
         except ImageUnavailable as exc:
             raise AdapterError(ErrorCode.ERR_IMAGE_UNAVAILABLE, str(exc)) from None
         except ImageBuildError as exc:
@@ -149,11 +173,6 @@ class LocalAdapter(Adapter):
             ) from None
         except DockerException as exc:
             raise AdapterError(ErrorCode.ERR_DOCKER, f"Docker failed ({exc})") from None
-        self._images[key] = image
-        return image
-
-    def digest_for(self, spec: ProcessorSpec) -> str:
-        return self.resolve(spec).digest
 
     # -- containers ---------------------------------------------------------------------
 
@@ -161,32 +180,23 @@ class LocalAdapter(Adapter):
         self,
         spec: ProcessorSpec,
         *,
-        image: ResolvedImage | None = None,
         environment: Mapping[str, str] | None = None,
-        secrets_present: Sequence[str] = (),
         world_root: str | Path | None = None,
-        build: str | None = None,
-        reuse: bool | None = None,
-        health_timeout_s: float | None = None,
+        opts: Mapping[str, Any] | None = None,
     ) -> LocalHandle:
         """A healthy container for ``spec``: the pooled one, or a new one.
 
-        ``environment`` replaces what an adapter would pass (the contract suite
-        uses this for its canary and CI variants); by default it is IMAGE_DIGEST,
-        the declared secrets present and CI.
+        ``opts``: ``build``, ``reuse`` and ``health_timeout_s`` for this call
+        (defaults: the adapter's).
         """
-        image = image or self.resolve(spec, build)
-        env = (
-            dict(environment)
-            if environment is not None
-            else container_environment(image.digest, present_secrets(spec, secrets_present))
-        )
+        opts = {**self.defaults, **(opts or {})}
+        image = self.resolve(spec, opts["build"])
+        env = dict(environment) if environment is not None else self.default_environment(spec)
         root = Path(world_root or self.world_root or default_world_root()).resolve()
         artifacts = root / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        reuse = self.defaults["reuse"] if reuse is None else reuse
-        timeout = float(health_timeout_s or self.defaults["health_timeout_s"])
-        if not reuse:
+        timeout = float(opts["health_timeout_s"])
+        if not opts["reuse"]:
             return self._start(spec, image, env, root, timeout)
         key = (image.reference, image.digest, str(root), tuple(sorted(env.items())))
         with self._lock:
@@ -213,17 +223,18 @@ class LocalAdapter(Adapter):
     ) -> LocalHandle:
         container = (
             ProcessorContainer(self.docker(), image.reference, ref=str(spec.ref))
-            .with_env(**env)
+            .with_envs(**env)
             .with_world(root / "artifacts")
             .with_resources(cpu=spec.runtime["cpu"], memory_gb=spec.runtime["memory_gb"])
             .with_user(f"{os.getuid()}:{os.getgid()}")
+            .with_health_timeout(timeout)
         )
         handle = LocalHandle(str(spec.ref), container, image, root)
         with self._lock:
             self._started.add(container)
+            self.boots += 1
         try:
-            container.start()
-            http.wait_healthy(handle, timeout)
+            container.start()  # and waits for /healthz (HealthzReady), bounded by timeout
         except BaseException as exc:  # unhealthy, Docker failed, or interrupted: never left behind
             self.discard(handle)
             if isinstance(exc, DockerException):
@@ -242,80 +253,24 @@ class LocalAdapter(Adapter):
             self._started.discard(handle.container)
         handle.close()
 
-    def detach(self) -> None:
-        """Leave this adapter's containers running past exit (``--theory-keep``).
-
-        They keep their session label, so the next run's reaper removes them.
-        """
-        _live.discard(self)
+    def release(self, handle: ProcessorHandle, *, broken: bool) -> None:
+        """Discard a container a call left broken, or one that was not pooled (``reuse`` off)."""
+        assert isinstance(handle, LocalHandle)
         with self._lock:
-            self._started, self._pool = set(), {}
+            pooled = any(h is handle for h in self._pool.values())
+        if broken or not pooled:
+            self.discard(handle)
 
-    def close(self) -> None:
-        """Remove every container this adapter started."""
+    def close(self, keep: bool = False) -> None:
+        """Remove every container this adapter started; ``keep`` (``--theory-keep``) leaves
+        them running past exit, with their session label, so the next run's reaper
+        removes them."""
+        if keep:
+            _live.discard(self)
         with self._lock:
             containers, self._started, self._pool = list(self._started), set(), {}
-        _stop_all(containers)
-
-    # -- invoke -------------------------------------------------------------------------
-
-    def run(
-        self, invocation: Invocation, opts: dict[str, Any], on_event: OnEvent | None
-    ) -> dict[str, Any]:
-        opts = {**self.defaults, **opts}
-        image_digest = ""
-        try:
-            image = self.resolve(invocation.spec, opts["build"])
-            image_digest = image.digest
-            try:
-                return self._call(invocation, image, opts, on_event)
-            except http.Unreachable:
-                if not opts["reuse"]:
-                    raise
-                # The pooled container died since its last run and nothing was sent: once more.
-                return self._call(invocation, image, opts, on_event)
-        except ContractError as exc:
-            return invocation.error(exc, image_digest)
-        except DockerException as exc:
-            return invocation.error(
-                AdapterError(ErrorCode.ERR_DOCKER, f"Docker failed ({exc})"), image_digest
-            )
-
-    def _call(
-        self,
-        invocation: Invocation,
-        image: ResolvedImage,
-        opts: dict[str, Any],
-        on_event: OnEvent | None,
-    ) -> dict[str, Any]:
-        """One call in the pooled container or a new one; one that failed is never reused."""
-        handle = self.acquire(
-            invocation.spec,
-            image=image,
-            environment=invocation.container_environment(image.digest),
-            world_root=opts.get("world_root"),
-            build=opts["build"],
-            reuse=opts["reuse"],
-            health_timeout_s=opts["health_timeout_s"],
-        )
-        try:
-            return http.call(
-                handle,
-                invocation,
-                timeout_s=opts.get("timeout_s"),
-                expected_digest=opts.get("expected_digest") or image.digest,
-                on_event=on_event,
-            )
-        except AdapterError as exc:
-            if (
-                exc.code in (ErrorCode.ERR_TIMEOUT, ErrorCode.ERR_ADAPTER_INVOCATION)
-                or not handle.alive()
-            ):
-                self.discard(handle)  # hung or crashed: never hand it out again
-            raise
-        finally:
-            if not opts["reuse"]:
-                self.discard(handle)
+        if not keep:
+            _stop_all(containers)
 
 
 def _stop_all(containers: list[ProcessorContainer]) -> None:

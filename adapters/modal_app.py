@@ -30,11 +30,12 @@ class ModalDeployment:
     function: Any  # the modal.Function serving the ASGI app
 
 
-def build_app(spec: ProcessorSpec, environment: str) -> ModalDeployment:
-    """A ``modal.App`` named after the ref and environment, serving the processor."""
+def build_app(spec: ProcessorSpec, environment: str, oci: str | None = None) -> ModalDeployment:
+    """A ``modal.App`` named after the ref and environment, serving the processor from
+    ``oci`` (``<repo>@sha256:…``), by default the registry's amd64 pin."""
     import modal
 
-    pin = spec.pins.get(MODAL_PLATFORM)
+    pin = oci or spec.pins.get(MODAL_PLATFORM)
     if not pin:
         raise ValueError(
             f"{spec.ref} has no pinned {MODAL_PLATFORM} image; run `theory-images pin`"
@@ -51,7 +52,7 @@ def build_app(spec: ProcessorSpec, environment: str) -> ModalDeployment:
     )
 
     def serve() -> Any:
-        from app.http import app as asgi  # type: ignore[import-not-found]  # inside the image
+        from app.http import app as asgi  # inside the image (missing imports are ignored)
 
         return asgi
 

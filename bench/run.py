@@ -213,7 +213,7 @@ def bench_start(client: docker.DockerClient, samples: int) -> Figure:
     times = []
     for _ in range(samples):
         container = ProcessorContainer(client, image.reference, ref=REF)
-        container.with_env(IMAGE_DIGEST=image.digest).with_world(world)
+        container.with_envs(IMAGE_DIGEST=image.digest).with_world(world)
         container.with_user(f"{os.getuid()}:{os.getgid()}")
         try:
             started = time.perf_counter()

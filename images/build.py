@@ -4,24 +4,39 @@ Tags are ``pytest-theory/<ns>-<name>:v<version>-<source hash>``. A build whose
 tag exists is a lookup; otherwise the base image and the wheels are made
 ready and the context is streamed to the engine. No build-time labels: the
 legacy builder pays a container commit (seconds) for each, and the tag already
-names the source. Without a registry, an image's digest is its id.
+names the source. An image's digest is its manifest digest in the pin's registry
+once pushed there (``theory-images pin``), else its id.
+
+A run is *pinned* when the build mode is ``never`` (the pin is pulled by digest) or
+when the registry pins this platform from the very source being built: then the
+envelope must report the pin's digest (``ResolvedImage.expected_digest``).
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import docker
 from docker.errors import APIError, ImageNotFound
 
-from pytest_theory.contracts.digests import normalize_digest
-from pytest_theory.images import base, context
+from pytest_theory.contracts.digests import normalize_digest, repository_of
+from pytest_theory.images import base, context, locks
 from pytest_theory.images.cache import exclusive
 from pytest_theory.registry import ProcessorSpec, host_platform
 
 REPOSITORY_PREFIX = "pytest-theory/"
 BUILD_MODES = ("auto", "always", "never")
+#: Called with a line per build step (and one when a build ends), so a first build, which
+#: takes a minute, is not silent: ``theory build`` prints them, the plugin shows them live.
+PROGRESS: list[Callable[[str], None]] = []
+
+
+def _announce(line: str) -> None:
+    for listener in list(PROGRESS):
+        listener(line)
 
 
 class ImageBuildError(RuntimeError):
@@ -38,6 +53,12 @@ class ResolvedImage:
     digest: str  # sha256:<hex>, what the processor must report as IMAGE_DIGEST
     source_hash: str | None
     built: bool = False
+    pin: str | None = None  # the registry pin this run must match, when the run is pinned
+
+    @property
+    def expected_digest(self) -> str:
+        """What the processor's envelopes must report: the pin when pinned, else the image."""
+        return normalize_digest(self.pin) if self.pin else self.digest
 
 
 def repository(spec: ProcessorSpec) -> str:
@@ -55,7 +76,12 @@ def build_image(
     """The image for the processor's current source, building it only when its tag is missing.
 
     ``force`` builds from nothing: even when the tag exists, and without the layer cache.
+    A stale ``requirements.lock`` is refused first, naming the command that fixes it.
     """
+    try:
+        locks.check_lock(spec.build_context, str(spec.ref))
+    except locks.StaleLock as exc:
+        raise ImageBuildError(str(exc)) from None
     source_hash = context.source_hash(spec)
     tag = content_tag(spec, source_hash)
     with exclusive(tag):
@@ -65,6 +91,8 @@ def build_image(
                 return ResolvedImage(tag, normalize_digest(image.id), source_hash)
             except ImageNotFound:
                 pass
+        started = time.monotonic()
+        _announce(f"building {spec.ref} ({tag}): the first build of a processor takes a minute")
         base_tag = base.ensure_base_image(client)
         with tempfile.TemporaryFile() as tar:
             context.write_context_tar(spec, tar, host_platform())
@@ -83,7 +111,11 @@ def build_image(
                     decode=True,
                 ):
                     if "stream" in chunk:
-                        log.extend(chunk["stream"].splitlines())
+                        lines = chunk["stream"].splitlines()
+                        log.extend(lines)
+                        for line in lines:
+                            if line.startswith("Step "):
+                                _announce(f"building {spec.ref}: {line[:100]}")
                     if "error" in chunk:
                         log.append(chunk["error"])
                         raise ImageBuildError(
@@ -92,6 +124,7 @@ def build_image(
             except APIError as exc:
                 raise ImageBuildError(f"building {spec.ref} failed: {exc.explanation}") from None
         image = client.images.get(tag)
+    _announce(f"built {spec.ref} in {time.monotonic() - started:.0f}s")
     return ResolvedImage(tag, normalize_digest(image.id), source_hash, built=True)
 
 
@@ -106,7 +139,7 @@ def find_pinned(
     for reference in (pin, digest):
         try:
             image = client.images.get(reference)
-            return ResolvedImage(image.id, digest, None)
+            return ResolvedImage(image.id, digest, None, pin=pin)
         except (ImageNotFound, APIError):
             continue
     try:
@@ -116,7 +149,29 @@ def find_pinned(
             f"{spec.ref}: pinned image {pin} is not here and cannot be pulled "
             f"({getattr(exc, 'explanation', exc)})"
         ) from None
-    return ResolvedImage(image.id, digest, None)
+    return ResolvedImage(image.id, digest, None, pin=pin)
+
+
+def registry_digest(image: docker.models.images.Image, repository: str) -> str | None:
+    """The manifest digest ``image`` has in ``repository`` (after a push or a pull), if any."""
+    for reference in image.attrs.get("RepoDigests") or []:
+        repo, _, digest = reference.rpartition("@")
+        if repo == repository:
+            return normalize_digest(digest)
+    return None
+
+
+def as_pinned_run(
+    spec: ProcessorSpec, image: ResolvedImage, client: docker.DockerClient
+) -> ResolvedImage:
+    """``image`` (built from source) as a pinned run when the registry pins this platform
+    from that same source: its digest is then its manifest digest in the pin's repository."""
+    pin = spec.pins.get(host_platform())
+    if not pin or not image.source_hash or spec.source_hash != image.source_hash:
+        return image  # unpinned, or pinned from other source: the run is the build's own
+    local = client.images.get(image.reference)
+    digest = registry_digest(local, repository_of(pin)) or image.digest
+    return replace(image, digest=digest, pin=pin)
 
 
 def resolve_image(
@@ -128,4 +183,4 @@ def resolve_image(
         raise ValueError(f"build must be one of {BUILD_MODES}")
     if build == "never":
         return find_pinned(spec, client)
-    return build_image(spec, client, force=build == "always")
+    return as_pinned_run(spec, build_image(spec, client, force=build == "always"), client)

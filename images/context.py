@@ -74,7 +74,12 @@ def served_files(spec: ProcessorSpec) -> list[ContextFile]:
         # The image carries the same import names as the wheel, under a stub package
         # that (unlike the plugin's own __init__) needs neither pytest nor anything else.
         ContextFile(".theory/srv/pytest_theory/__init__.py", runtime, _IMAGE_PACKAGE_INIT),
-        *_tree(contracts_root(), ".theory/srv/pytest_theory/contracts/"),
+        # Not SPEC.md: the contract's prose is for people; editing it must not stale every pin.
+        *(
+            f
+            for f in _tree(contracts_root(), ".theory/srv/pytest_theory/contracts/")
+            if f.arcname != ".theory/srv/pytest_theory/contracts/SPEC.md"
+        ),
         ContextFile(
             ".theory/srv/pytest_theory/processors/__init__.py",
             runtime.parent / "__init__.py",

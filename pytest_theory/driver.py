@@ -1,38 +1,46 @@
 """Driving one booted processor: valid payloads, raw HTTP calls, and what a run wrote.
 
-Checks talk HTTP directly (they need status codes and raw bodies); ``invoke``
-goes through the adapter as a control plane would.
+Checks talk HTTP directly (they need status codes and raw bodies), every
+exchange recorded for the failure report (``pytest_theory.replay``);
+``invoke`` goes through the adapter as a control plane would.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 
-from pytest_theory.adapters.base import ProcessorHandle
-from pytest_theory.adapters.http import (
-    MAX_ENVELOPE_BYTES,
-    MAX_STREAM_BYTES,
-    TIMEOUT_GRACE_S,
-    bounded_request,
-)
+from pytest_theory.adapters.base import Adapter, ProcessorHandle, invoke_kwargs
+from pytest_theory.adapters.http import MAX_ENVELOPE_BYTES, MAX_STREAM_BYTES, TIMEOUT_GRACE_S
 from pytest_theory.contracts import schemas
 from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
 from pytest_theory.registry import ProcessorSpec
+from pytest_theory.replay import Recorder
 
+T = TypeVar("T")
 PREFIX = "/artifacts/theory/{execution_id}/"
 #: The drivers a test used, on its item's stash (for failure reports).
 DRIVERS = pytest.StashKey[list["Driver"]]()
+LOG_SETTLE_S = 10.0  # how long the lines of a run may take to reach the log collector
+
+
+def observed(value: T | None, what: str) -> T:
+    """``value``, or skip the check: ``None`` means this adapter cannot observe ``what``."""
+    if value is None:
+        pytest.skip(f"{what} is not observable through this adapter")
+    return value
 
 
 def example_inputs(spec: ProcessorSpec) -> dict[str, Any]:
@@ -118,7 +126,7 @@ class Run:
 
 
 class Driver:
-    """Calls to one processor, remembering the last payload for failure reports."""
+    """Calls to one processor, every exchange recorded for failure reports."""
 
     def __init__(
         self,
@@ -127,12 +135,18 @@ class Driver:
         *,
         mode: str = "mock",
         world: Path | None = None,
+        adapter: Adapter | None = None,
+        adapter_opts: Mapping[str, Any] | None = None,
     ):
         self.handle = handle
         self.spec = spec
         self.mode = mode
         self.world = world
-        self.last_payload: Any = None
+        self.adapter = adapter
+        self.adapter_opts = dict(adapter_opts or {})
+        self.recorder = Recorder(handle.client)
+        #: Payloads sent through the adapter (``invoke``), for failure reports.
+        self.invoked: list[dict[str, Any]] = []
 
     def payload(self, **overrides: Any) -> dict[str, Any]:
         """A valid payload for this processor, with a fresh execution id and ``overrides``."""
@@ -149,21 +163,30 @@ class Driver:
         body.update(overrides)
         return body
 
+    def get(self, path: str) -> httpx.Response:
+        """``GET path``, recorded."""
+        return self.recorder.send("GET", path, deadline_s=self.deadline_s)
+
     def _post(
         self, path: str, payload: Any, content: bytes | None, headers: dict[str, str] | None
     ) -> httpx.Response:
-        self.last_payload = payload if content is None else f"<{len(content)} raw bytes>"
-        body: dict[str, Any] = {"content": content} if content is not None else {"json": payload}
+        if content is None:
+            content = json.dumps(payload).encode()
+            headers = {"content-type": "application/json", **(headers or {})}
         # A total deadline and a size cap on the answer (adapters.http), not a per-read timeout.
-        return bounded_request(
-            self.handle.client,
+        return self.recorder.send(
             "POST",
             path,
-            deadline_s=self.spec.timeout_s + TIMEOUT_GRACE_S,
-            limit=MAX_STREAM_BYTES if path == "/run-stream" else MAX_ENVELOPE_BYTES,
+            content=content,
             headers=headers or {},
-            **body,
+            deadline_s=self.deadline_s,
+            limit=MAX_STREAM_BYTES if path == "/run-stream" else MAX_ENVELOPE_BYTES,
         )
+
+    @property
+    def deadline_s(self) -> float:
+        """How long one exchange may take in all: ``runtime.timeout_s`` plus the adapters' grace."""
+        return float(self.spec.timeout_s) + float(TIMEOUT_GRACE_S)
 
     def run(
         self,
@@ -198,6 +221,48 @@ class Driver:
             events=parse_sse(response.text),
         )
 
+    def invoke(self, **overrides: Any) -> dict[str, Any]:
+        """One call through the adapter, as a control plane makes it (SPEC section 8)."""
+        if self.adapter is None:
+            raise RuntimeError("this driver has no adapter to invoke through")
+        payload = self.payload()
+        kwargs = invoke_kwargs(
+            self.spec,
+            execution_id=payload["execution_id"],
+            inputs=payload["inputs"],
+            mode=payload["mode"],
+            write_prefix=payload["write_prefix"],
+            adapter_opts=self.adapter_opts,
+        )
+        opts = overrides.pop("adapter_opts", {})
+        kwargs.update(overrides)
+        kwargs["adapter_opts"] = {**self.adapter_opts, **opts}
+        self.invoked.append({k: v for k, v in kwargs.items() if k != "registry_snapshot"})
+        return self.adapter.invoke(**kwargs)
+
+    def execution_ids(self) -> set[str]:
+        """The execution ids this driver's exchanges and invokes named."""
+        return self.recorder.execution_ids() | {str(i["execution_id"]) for i in self.invoked}
+
+    def settled_stderr(self, runs: Sequence[Run]) -> str:
+        """The processor's stderr once each run's last line (settle or error) is in it.
+
+        The log collector may hand over a run's last lines a moment after its answer;
+        past ``LOG_SETTLE_S`` the text is returned as it is, for the check to judge.
+        Skips the check when this adapter cannot observe stderr.
+        """
+        deadline = time.monotonic() + LOG_SETTLE_S
+        while True:
+            stderr = observed(self.handle.stderr(), "the processor's stderr")
+            settled = {
+                r.get("execution_id")
+                for r in records(stderr)
+                if r.get("event") in ("http.run.settle", "http.run.error")
+            }
+            if all(run.execution_id in settled for run in runs) or time.monotonic() > deadline:
+                return stderr
+            time.sleep(0.05)
+
     def world_files(self) -> dict[str, int]:
         """Every file in the world now (world path -> size), to see what a run added."""
         if self.world is None:
@@ -207,3 +272,16 @@ class Driver:
             for p in self.world.rglob("*")
             if p.is_file()
         }
+
+
+def records(stderr: str) -> list[dict[str, Any]]:
+    """The JSON object lines of ``stderr`` (others skipped: ``assert_ndjson_logs`` judges them)."""
+    found = []
+    for line in stderr.split("\n"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return found

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_theory.adapters.base import AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
 from pytest_theory.registry import ProcessorSpec, Registry
 from pytest_theory.session import Target, TheorySession
@@ -49,26 +48,31 @@ def theory_target(request: pytest.FixtureRequest) -> Target:
 
 @pytest.fixture(scope="session")
 def theory_ref(theory_target: Target) -> str:
+    """The processor ref this test runs against, ``ns/name@version``."""
     return theory_target.ref
 
 
 @pytest.fixture(scope="session")
 def theory_registry(theory_session: TheorySession) -> Registry:
+    """Every processor found: the built-in ones and those of ``theory_registry``/``--theory-registry``."""
     return theory_session.registry
 
 
 @pytest.fixture(scope="session")
 def theory_spec(theory_session: TheorySession, theory_target: Target) -> ProcessorSpec:
+    """The processor's ``registry.yaml``, loaded and validated (``.inputs``, ``.outputs``, ...)."""
     return theory_session.spec(theory_target)
 
 
 @pytest.fixture(scope="session")
-def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Any:
+def theory_adapter(theory_session: TheorySession, theory_target: Target) -> Adapter:
+    """The adapter (``local``, ``inprocess`` or ``modal``) this test reaches the processor through."""
     return theory_session.adapter(theory_target.adapter)
 
 
 @pytest.fixture(scope="session")
 def theory_world(theory_session: TheorySession, theory_target: Target) -> Path:
+    """The processor's world folder: its ``artifacts/`` is what the processor sees as /artifacts."""
     return theory_session.world(theory_target)
 
 
@@ -93,7 +97,14 @@ def _driver(
     request: pytest.FixtureRequest, session: TheorySession, target: Target, handle: ProcessorHandle
 ) -> Driver:
     world = session.world(target) if handle.world_root is not None else None
-    driver = Driver(handle, session.spec(target), mode=session.options.mode, world=world)
+    driver = Driver(
+        handle,
+        session.spec(target),
+        mode=session.options.mode,
+        world=world,
+        adapter=session.adapter(target.adapter),
+        adapter_opts={"world_root": str(session.world(target)), "build": session.options.build},
+    )
     request.node.stash.setdefault(DRIVERS, []).append(driver)
     return driver
 
@@ -105,6 +116,7 @@ def theory_driver(
     theory_target: Target,
     theory_processor: ProcessorHandle,
 ) -> Driver:
+    """The ``Driver`` on the booted processor: payloads, raw bodies, runs, world snapshots."""
     return _driver(request, theory_session, theory_target, theory_processor)
 
 

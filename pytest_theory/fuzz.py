@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -28,11 +30,11 @@ from schemathesis.core import NotSet
 from schemathesis.generation import GenerationMode
 
 from pytest_theory.adapters.base import ProcessorHandle
-from pytest_theory.asserts import assert_envelope
-from pytest_theory.contracts import canonical_json, cid_of_bytes, problems
-from pytest_theory.contracts.errors import is_valid_status
+from pytest_theory.asserts import assert_canonical_error, assert_envelope, assert_stream
+from pytest_theory.contracts import canonical_json, cid_of_bytes
 from pytest_theory.contracts.hashing import CID_PREFIX
-from pytest_theory.driver import parse_sse
+from pytest_theory.driver import Driver, Run, parse_sse
+from pytest_theory.replay import Recorder, reproduction
 
 #: ``check(case, response)``: raise AssertionError to report a failing case.
 Check = Callable[["FuzzCase", httpx.Response], None]
@@ -45,42 +47,32 @@ class FuzzCase:
     body: Any  # JSON value, raw bytes, or None
     media_type: str | None
 
-    def reproduce(self, base_url: str) -> str:
-        """A curl command that replays the case."""
-        if self.body is None:
-            return f"curl -X {self.method} {base_url}{self.path}"
-        data = (
-            self.body.decode("latin-1") if isinstance(self.body, bytes) else json.dumps(self.body)
-        )
-        if len(data) > 2000:
-            data = data[:2000] + "…"
-        return (
-            f"curl -X {self.method} {base_url}{self.path} "
-            f"-H 'Content-Type: {self.media_type}' --data-raw {json.dumps(data)}"
+    def as_run(self, response: httpx.Response) -> Run:
+        """The answer as a ``Run``, for the assertion helpers."""
+        return Run(
+            self.body,
+            response.status_code,
+            response.text,
+            None,
+            dict(response.headers),
+            events=parse_sse(response.text) if self.path == "/run-stream" else None,
         )
 
 
 def check_run_answer(case: FuzzCase, response: httpx.Response) -> None:
     """/run: never a 5xx; always a valid envelope whose status goes with its HTTP status."""
     assert response.status_code < 500, f"HTTP {response.status_code}: {response.text[:300]}"
-    envelope = response.json()
-    assert_envelope(envelope)
+    run = case.as_run(response)
+    envelope = assert_envelope(run.envelope)
     if envelope["status"] == "error":
-        assert is_valid_status(envelope["error"]["code"], response.status_code), (
-            f"HTTP {response.status_code} does not go with {envelope['error']['code']}"
-        )
+        assert_canonical_error(run)
     else:
-        assert response.status_code == 200
+        assert response.status_code == 200, f"HTTP {response.status_code} with a success"
 
 
 def check_stream_answer(case: FuzzCase, response: httpx.Response) -> None:
     """/run-stream: HTTP 200 and events ending in exactly one ``done`` carrying an envelope."""
-    assert response.status_code == 200, f"/run-stream answered HTTP {response.status_code}"
-    events = parse_sse(response.text)
-    names = [e.event for e in events]
-    assert names and names[-1] == "done" and names.count("done") == 1, f"events: {names}"
-    envelope = json.loads(events[-1].data)
-    assert not problems("envelope", envelope), problems("envelope", envelope)
+    assert_stream(case.as_run(response))
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -162,15 +154,21 @@ def _draw_requests(operation: Any, examples: int) -> list[dict[str, Any]]:
 
 
 def fuzz_endpoint(
-    handle: ProcessorHandle,
+    target: Driver | ProcessorHandle,
     method: str,
     path: str,
     examples: int,
     check: Check,
     cache: CaseCache | None = None,
 ) -> int:
-    """Send ``examples`` positive and negative cases to ``method path``; returns how many were sent."""
+    """Send ``examples`` positive and negative cases to ``method path``; returns how many were sent.
+
+    Through a ``Driver``, a failing case stays its only recorded exchange, for the
+    report's replay; through a bare handle, the replay is in the failure's message.
+    """
     method = method.upper()
+    handle = target.handle if isinstance(target, Driver) else target
+    recorder = target.recorder if isinstance(target, Driver) else Recorder(handle.client)
     document = handle.client.get("/openapi.json", timeout=30).json()
     requests = cached_cases(
         cache,
@@ -181,17 +179,23 @@ def fuzz_endpoint(
     for request in requests:
         body = base64.b64decode(request["raw"]) if "raw" in request else request.get("body")
         case = FuzzCase(method, path, body, request["media_type"])
-        kwargs: dict[str, Any] = {"timeout": 60}
+        content, headers = None, None
         if body is not None:
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
-            kwargs.update(
-                content=content, headers={"content-type": case.media_type or "application/json"}
-            )
-        response = handle.client.request(method, path, **kwargs)
+            headers = {"content-type": case.media_type or "application/json"}
+        response = recorder.send(method, path, content=content, headers=headers, timeout=60)
         try:
             check(case, response)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\nreproduce: {case.reproduce(handle.base_url)}") from None
+            failing = recorder.exchanges[-1]
+            recorder.keep_only(failing)
+            if isinstance(target, Driver):
+                raise AssertionError(f"{exc}\n(the failing case is replayed below)") from None
+            folder = Path(tempfile.mkdtemp(prefix="theory-replay-"))
+            replay = reproduction([failing], handle.launch(), handle.world_root, folder)
+            raise AssertionError(f"{exc}\nreplay:\n{replay}") from None
+    if isinstance(target, Driver):
+        recorder.exchanges = recorder.exchanges[: -len(requests) or None]  # passing cases: noise
     return len(requests)
 
 

@@ -94,6 +94,11 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("theory_registry", "extra registry roots", type="paths", default=[])
     parser.addini("theory_build", "auto, always or never", default="auto")
     parser.addini(
+        "theory_image_repository",
+        "where `theory-images pin` pushes, e.g. ghcr.io/owner/repo (read by theory-images)",
+        default="",
+    )
+    parser.addini(
         "theory_keep", "leave containers running after the session", type="bool", default=False
     )
     parser.addini("theory_fuzz_examples", "schemathesis examples per endpoint", default="50")

@@ -9,19 +9,24 @@ command line with no test paths, only the suite runs; with test paths, or with
 from __future__ import annotations
 
 import json
+import re
 import signal
+import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_theory import ids
+from pytest_theory.adapters import ADAPTERS
 from pytest_theory.contracts.modes import is_ci
-from pytest_theory.driver import DRIVERS
+from pytest_theory.driver import DRIVERS, Driver
 from pytest_theory.options import TheoryOptions, add_options
-from pytest_theory.rules import RULES, rule_of
+from pytest_theory.replay import lines_of, reproduction
+from pytest_theory.rules import rule_of, rule_text
 from pytest_theory.session import Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures"]
@@ -51,20 +56,63 @@ def pytest_configure(config: pytest.Config) -> None:
     options = TheoryOptions.from_config(config)
     if options.mode == "real" and is_ci():
         raise pytest.UsageError("ERR_CI_SAFETY: --theory-mode real is refused when CI=true")
+    config.pluginmanager.register(ids, "theory-ids")
+    ids.point_at_installed_suite(config)
     config.pluginmanager.register(RuleSummary(), "theory-rule-summary")
     config.pluginmanager.register(VariantPlanner(), "theory-variant-planner")
     if options.refs:
-        # Unknown refs and broken registry files are a usage error now, not at collection.
-        TheorySession.of(config).refs()
+        # Unknown refs, broken registry files and processors an adapter cannot run are a
+        # usage error now, once, not a failure of every check; so is a stale
+        # requirements.lock, before any build.
+        session = TheorySession.of(config)
+        refusals = session.refusals()
+        if refusals:
+            raise pytest.UsageError("pytest-theory: " + "\n".join(refusals))
+        check_locks(session, config)
         suite = str(SUITE)
         if (
             options.refs_from_command_line
             and config.args_source is not pytest.Config.ArgsSource.ARGS
         ):
             config.args = [suite]  # `pytest --theory-ref X` alone: just the contract suite
-        elif suite not in config.args:
+        elif not any(ids.names_suite(arg) for arg in config.args):
             config.args.append(suite)
+    if not hasattr(config, "workerinput"):
+        show_build_progress(config)
     _stop_on_sigterm()
+
+
+def check_locks(session: TheorySession, config: pytest.Config) -> None:
+    """Every stale lock of the processors asked for, as one usage error naming the fixes."""
+    from pytest_theory.images.locks import StaleLock, check_lock
+
+    ini_roots = {Path(p).resolve() for p in config.getini("theory_registry")}
+    problems = []
+    for ref in session.refs():
+        spec = session.registry.get_spec(ref)
+        root = spec.directory.parent.resolve()
+        try:
+            check_lock(spec.build_context, ref, None if root in ini_roots else root)
+        except StaleLock as exc:
+            problems.append(str(exc))
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+def show_build_progress(config: pytest.Config) -> None:
+    """Image builds say what they do, live: a first build takes a minute."""
+    from pytest_theory.images import build
+
+    def progress(line: str) -> None:
+        capture = config.pluginmanager.getplugin("capturemanager")
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if capture is None or reporter is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"pytest-theory: {line}")
+
+    build.PROGRESS.append(progress)
+    config.add_cleanup(lambda: build.PROGRESS.remove(progress))
 
 
 def _stop_on_sigterm() -> None:
@@ -85,13 +133,37 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def validate_theory(marker: pytest.Mark) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The refs and adapters of ``@pytest.mark.theory(ref=..., adapter=...)``.
+
+    Its arguments go through a signature (pytest-django's ``validate_django_db``), so a
+    positional or misspelt argument, or an unknown adapter, is an error, never ignored.
+    """
+
+    def theory(
+        *, ref: str | Sequence[str] | None = None, adapter: str | Sequence[str] | None = None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return _as_tuple(ref), _as_tuple(adapter)
+
+    try:
+        refs, adapters = theory(*marker.args, **marker.kwargs)
+    except TypeError as exc:  # say it in the marker's words, not the inner function's
+        reason = str(exc).split("() ", 1)[-1]
+        raise TypeError(f"@pytest.mark.theory(ref=..., adapter=...): {reason}") from None
+    unknown = [name for name in adapters if name not in ADAPTERS]
+    if unknown:
+        raise ValueError(
+            f"@pytest.mark.theory: unknown adapter {unknown[0]!r} (choose from {', '.join(ADAPTERS)})"
+        )
+    return refs, adapters
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "theory_target" not in metafunc.fixturenames:
         return
     session = TheorySession.of(metafunc.config)
     marker = metafunc.definition.get_closest_marker("theory")
-    refs = _as_tuple(marker.kwargs.get("ref")) if marker else ()
-    adapters = _as_tuple(marker.kwargs.get("adapter")) if marker else ()
+    refs, adapters = validate_theory(marker) if marker else ((), ())
     targets = [
         Target(ref, adapter)
         for ref in (session.refs(refs) if refs else session.refs())
@@ -121,7 +193,12 @@ def _target_of(item: pytest.Item) -> Target | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers."""
+    """Group each processor's checks for ``--dist loadgroup``: one worker, one set of containers.
+
+    Only when xdist is there: without it the mark is unknown (``--strict-markers``).
+    """
+    if not config.pluginmanager.has_plugin("xdist"):
+        return
     for item in items:
         target = _target_of(item)
         if target is not None:
@@ -173,20 +250,39 @@ def pytest_runtest_makereport(
 
 def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: str | None) -> None:
     if rule:
-        report.sections.append(("theory rule", f"{rule}: {RULES[rule]}"))
-    for driver in item.stash.get(DRIVERS, []):
-        if driver.last_payload is not None:
-            payload = driver.last_payload
-            text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)[:4000]
-            report.sections.append(("theory payload (last sent)", text))
-        try:
-            tail = [line for line in driver.handle.stderr().split("\n") if line][-LOG_TAIL_LINES:]
-        except Exception:  # the processor is gone: nothing to show
-            tail = []
-        if tail:
-            report.sections.append(
-                (f"processor stderr (last {LOG_TAIL_LINES} lines)", "\n".join(tail))
+        report.sections.append(("theory rule", rule_text(rule)))
+    drivers: list[Driver] = item.stash.get(DRIVERS, [])
+    for number, driver in enumerate(drivers, 1):
+        folder = _replay_folder(item) / str(number)
+        if driver.recorder.exchanges:
+            text = reproduction(
+                driver.recorder.exchanges, driver.handle.launch(), driver.world, folder
             )
+            report.sections.append((f"theory replay (bodies in {folder})", text))
+        if driver.invoked:
+            report.sections.append(
+                ("theory invoke (through the adapter)", json.dumps(driver.invoked, indent=2)[:4000])
+            )
+        try:
+            stderr = driver.handle.stderr() or ""
+        except Exception:  # the processor is gone: nothing to show
+            stderr = ""
+        mine = lines_of(stderr, driver.execution_ids())[-LOG_TAIL_LINES:]
+        if mine:
+            report.sections.append(
+                (f"processor stderr of this check's runs (last {LOG_TAIL_LINES})", "\n".join(mine))
+            )
+
+
+def _replay_folder(item: pytest.Item) -> Path:
+    """Where a failing check's request bodies are written, beside the run's other reports."""
+    cache = getattr(item.config, "cache", None)
+    base = (
+        Path(cache.mkdir("theory-replay"))
+        if cache is not None
+        else Path(tempfile.gettempdir(), "theory-replay")
+    )
+    return base / re.sub(r"[^A-Za-z0-9_.-]+", "-", item.nodeid)[-150:]
 
 
 class RuleSummary:

@@ -1,17 +1,24 @@
 """The rules of SPEC.md the contract suite checks, and the marker that ties a check to its rule.
 
-A rule may have several checks (its cases); a processor that breaks one rule
-fails that rule's checks and no other's. Reports count rules per processor.
+Every rule cites a section of SPEC.md, which ships in the package as
+``pytest_theory/contracts/SPEC.md`` (``SPEC_PATH``). A rule may have several
+checks (its cases); a processor that breaks one rule fails that rule's checks
+and no other's. Reports count rules per processor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from pytest_theory import contracts
+
 F = TypeVar("F", bound=Callable[..., Any])
+#: The contract the rules come from, as installed with the package.
+SPEC_PATH = Path(contracts.__file__).resolve().parent / "SPEC.md"
 
 #: rule id -> what SPEC.md says (quoted or summarised), in report order.
 RULES: dict[str, str] = {
@@ -58,6 +65,21 @@ def rule(rule_id: str) -> Callable[[F], F]:
     return marker
 
 
+def rule_text(rule_id: str) -> str:
+    """The rule as a failure report shows it: its SPEC.md text and where SPEC.md is."""
+    return f"{rule_id}: {RULES[rule_id]}\nSPEC.md: {SPEC_PATH}"
+
+
+def markdown_table() -> str:
+    """The README's rules table, written from ``RULES`` (``python -m pytest_theory.rules``)."""
+    rows = [f"| {rule_id} | {text} |" for rule_id, text in RULES.items()]
+    return "\n".join(["| rule | what SPEC.md says |", "|---|---|", *rows])
+
+
 def rule_of(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("theory_rule")
     return str(marker.args[0]) if marker else None
+
+
+if __name__ == "__main__":
+    print(markdown_table())

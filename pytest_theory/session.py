@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_theory.adapters import get_adapter
-from pytest_theory.adapters.base import ProcessorHandle
+from pytest_theory.adapters.base import Adapter, ProcessorHandle
 from pytest_theory.contracts.errors import ContractError
 from pytest_theory.options import TheoryOptions
 from pytest_theory.registry import ProcessorSpec, Registry, RegistryError
@@ -59,7 +59,7 @@ class TheorySession:
         #: target's default processor is up (set by the plugin after collection).
         self.variants_wanted: dict[Target, set[str]] = {}
         self._registry: Registry | None = None
-        self._adapters: dict[str, Any] = {}
+        self._adapters: dict[str, Adapter] = {}
         self._boots: dict[tuple[Target, str], Future[ProcessorHandle]] = {}
         self._background: ThreadPoolExecutor | None = None
         self._closed = False
@@ -115,7 +115,16 @@ class TheorySession:
 
     # -- adapters and processors ---------------------------------------------------------
 
-    def adapter(self, name: str) -> Any:
+    def refusals(self) -> list[str]:
+        """Why any target cannot run in its adapter's lane (said once, at session start)."""
+        found = []
+        for target in self.targets():
+            reason = self.adapter(target.adapter).refusal(self.spec(target))
+            if reason:
+                found.append(f"{target}: {reason}")
+        return found
+
+    def adapter(self, name: str) -> Adapter:
         with self._lock:
             if name not in self._adapters:
                 options: dict[str, Any] = {}
@@ -159,8 +168,8 @@ class TheorySession:
 
         The image is resolved (and built if need be) here first, once, not by each boot.
         """
-        if not variants or target.adapter == "modal":
-            return  # modal: the variants are processors the harness starts itself
+        if not variants or not self.adapter(target.adapter).sets_environment:
+            return  # the variants are processors the harness starts itself
         try:
             self.adapter(target.adapter).digest_for(self.spec(target))
         except ContractError:
@@ -188,12 +197,13 @@ class TheorySession:
         adapter = self.adapter(target.adapter)
         world = self.world(target)
         if variant == "default":
-            handle: ProcessorHandle = adapter.acquire(
-                spec, world_root=world, secrets_present=spec.secrets_declared
+            environment = adapter.default_environment(spec, spec.secrets_declared)
+            return adapter.acquire(spec, environment=environment, world_root=world)
+        if not adapter.sets_environment:
+            pytest.skip(
+                f"needs a processor the harness starts itself; {target.adapter} processors "
+                "keep the environment they were deployed with"
             )
-            return handle
-        if target.adapter == "modal":
-            pytest.skip("needs a processor the harness starts itself (local or inprocess)")
         environment = {"IMAGE_DIGEST": adapter.digest_for(spec)}
         if variant == "canary":
             environment.update({name: CANARY for name in spec.secrets_declared}, CI="true")
@@ -201,8 +211,7 @@ class TheorySession:
             environment.update(
                 CI="true", THEORY_FAULT_INJECTION="1", THEORY_TIMEOUT_S=FAULT_TIMEOUT_S
             )
-        handle = adapter.acquire(spec, environment=environment, world_root=world)
-        return handle
+        return adapter.acquire(spec, environment=environment, world_root=world)
 
     def close(self) -> None:
         with self._lock:
@@ -219,7 +228,4 @@ class TheorySession:
                     RuntimeError("the session closed before this processor booted")
                 )
         for adapter in adapters:
-            if not self.options.keep:
-                adapter.close()
-            elif hasattr(adapter, "detach"):
-                adapter.detach()  # kept for debugging: not even the exit hook removes them
+            adapter.close(keep=self.options.keep)  # kept: for debugging, reaped by the next run

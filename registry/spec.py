@@ -82,11 +82,11 @@ class ProcessorSpec:
 
     @property
     def build_context(self) -> Path:
-        return (self.directory / self.build["context"]).resolve()
+        return (self.directory / str(self.build["context"])).resolve()
 
     @property
     def dockerfile(self) -> Path:
-        return self.build_context / self.build["dockerfile"]
+        return self.build_context / str(self.build["dockerfile"])
 
     @property
     def pins(self) -> dict[str, str]:

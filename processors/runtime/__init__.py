@@ -19,7 +19,7 @@ from pytest_theory.processors.runtime.api import (
     RunCancelled,
     RunContext,
 )
-from pytest_theory.processors.runtime.app import create_app
+from pytest_theory.processors.runtime.app import create_app, hosted
 
 __all__ = [
     "Emit",
@@ -30,4 +30,5 @@ __all__ = [
     "RunCancelled",
     "RunContext",
     "create_app",
+    "hosted",
 ]

@@ -23,8 +23,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -62,11 +64,31 @@ from pytest_theory.processors.runtime.world import (
 )
 
 STREAM_EVENTS = frozenset({"progress", "log", "token"})
+#: Set by a host serving this app in its own process (the harness's inprocess adapter):
+#: what ``create_app`` uses in place of the process's environment, ``/artifacts`` and stderr.
+HOSTING: ContextVar[Hosting | None] = ContextVar("theory_hosting", default=None)
 #: Handler threads. A timed-out handler keeps its thread until it notices, so
 #: leave room beyond the CPU count.
 HANDLER_THREADS = 32
 #: A request body must arrive whole within this (a client trickling bytes holds no slot for long).
 BODY_READ_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Hosting:
+    environ: Mapping[str, str]
+    artifacts_root: Path
+    log_stream: TextIO
+
+
+@contextmanager
+def hosted(environ: Mapping[str, str], artifacts_root: Path, log_stream: TextIO) -> Iterator[None]:
+    """Apps created (``app/http.py`` imported) inside this block use these, not the process's."""
+    token = HOSTING.set(Hosting(dict(environ), artifacts_root, log_stream))
+    try:
+        yield
+    finally:
+        HOSTING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -446,6 +468,11 @@ def create_app(
     ``environ`` defaults to ``os.environ`` (the container's environment); the
     inprocess adapter passes exactly what an adapter would pass a container.
     """
+    hosting = HOSTING.get()
+    if hosting is not None:
+        environ = hosting.environ if environ is None else environ
+        artifacts_root = hosting.artifacts_root if artifacts_root is None else artifacts_root
+        log_stream = hosting.log_stream if log_stream is None else log_stream
     config = ProcessorConfig.load(registry_path, environ=environ, artifacts_root=artifacts_root)
     processor = Processor(handler, config, log_stream=log_stream)
     if config.owns_stdio:

@@ -30,19 +30,18 @@ from pytest_theory.asserts import (
 )
 from pytest_theory.contracts import problems
 from pytest_theory.contracts.worldpath import determinism_receipt_path, is_under
-from pytest_theory.driver import Driver, Run
+from pytest_theory.driver import Driver, Run, observed, records
 from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpoint, property_run
 from pytest_theory.registry import ProcessorSpec, load_spec
 from pytest_theory.rules import rule
-from pytest_theory.session import CANARY, Target, TheorySession
+from pytest_theory.session import CANARY, TheorySession
 
 OVERSIZED_BODY_BYTES = 8 * 1024 * 1024
-LOG_SETTLE_S = 10.0  # how long the lines of a run may take to reach the log collector
 
 
 def needs_world(driver: Driver) -> None:
     if driver.world is None:
-        pytest.skip("the processor's world is not visible from here (modal)")
+        pytest.skip("the processor's world is not visible from here")
 
 
 def needs_mock(session: TheorySession) -> None:
@@ -50,33 +49,8 @@ def needs_mock(session: TheorySession) -> None:
         pytest.skip("determinism is a rule of mock mode")
 
 
-def invoke(
-    session: TheorySession, target: Target, driver: Driver, **overrides: Any
-) -> dict[str, Any]:
-    """One call through the adapter, as a control plane makes it."""
-    spec = driver.spec
-    payload = driver.payload()
-    opts = {"world_root": str(session.world(target)), "build": session.options.build}
-    kwargs: dict[str, Any] = {
-        "processor_ref": str(spec.ref),
-        "mode": payload["mode"],
-        "inputs_json": payload["inputs"],
-        "write_prefix": payload["write_prefix"],
-        "execution_id": payload["execution_id"],
-        "registry_snapshot": spec.snapshot(),
-        "adapter_opts": opts,
-        "secrets_present": spec.secrets_declared,
-    }
-    kwargs.update(overrides)
-    if "adapter_opts" in overrides:
-        kwargs["adapter_opts"] = {**opts, **overrides["adapter_opts"]}
-    driver.last_payload = payload
-    envelope: dict[str, Any] = session.adapter(target.adapter).invoke(**kwargs)
-    return envelope
-
-
 def without_timing(envelope: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(envelope))
+    out: dict[str, Any] = json.loads(json.dumps(envelope))
     out.get("meta", {}).pop("duration_ms", None)
     return out
 
@@ -100,36 +74,17 @@ def test_dockerfile_takes_the_base_image_as_an_argument(theory_spec: ProcessorSp
     assert any(re.match(r"FROM \$\{?BASE_IMAGE\}?", line) for line in instructions)
 
 
-def _image_config(target: Target, handle: ProcessorHandle, spec: ProcessorSpec) -> dict[str, Any]:
-    """Cmd and Healthcheck: from the image (local) or the Dockerfile (inprocess)."""
-    if target.adapter == "local":
-        config: dict[str, Any] = handle.container.container.image.attrs["Config"]  # type: ignore[attr-defined]
-        return {
-            "cmd": config.get("Cmd") or [],
-            "healthcheck": " ".join((config.get("Healthcheck") or {}).get("Test", [])),
-        }
-    if target.adapter == "modal":
-        pytest.skip("the deployed image is not inspectable from here")
-    text = spec.dockerfile.read_text().replace("\\\n", " ")
-    cmd = re.findall(r"^CMD\s+(\[.*\])\s*$", text, flags=re.M)
-    health = re.findall(r"^HEALTHCHECK\s+(.*)$", text, flags=re.M)
-    return {"cmd": json.loads(cmd[-1]) if cmd else [], "healthcheck": health[-1] if health else ""}
-
-
 @rule("image")
-def test_image_has_a_healthcheck_on_healthz(
-    theory_target: Target, theory_processor: ProcessorHandle, theory_spec: ProcessorSpec
-) -> None:
+def test_image_has_a_healthcheck_on_healthz(theory_processor: ProcessorHandle) -> None:
     """The Dockerfile ... has a HEALTHCHECK on /healthz."""
-    assert "/healthz" in _image_config(theory_target, theory_processor, theory_spec)["healthcheck"]
+    config = observed(theory_processor.image_config(), "the image's configuration")
+    assert "/healthz" in config.healthcheck
 
 
 @rule("image")
-def test_image_runs_uvicorn(
-    theory_target: Target, theory_processor: ProcessorHandle, theory_spec: ProcessorSpec
-) -> None:
+def test_image_runs_uvicorn(theory_processor: ProcessorHandle) -> None:
     """The Dockerfile ... runs `uvicorn app.http:app --host 0.0.0.0 --port 8000`."""
-    cmd = _image_config(theory_target, theory_processor, theory_spec)["cmd"]
+    cmd = observed(theory_processor.image_config(), "the image's configuration").cmd
     assert cmd == ["uvicorn", "app.http:app", "--host", "0.0.0.0", "--port", "8000"]
 
 
@@ -150,14 +105,12 @@ def test_processor_code_imports_no_django(theory_spec: ProcessorSpec) -> None:
 
 
 @rule("image")
-def test_django_cannot_be_imported_in_the_image(
-    theory_target: Target, theory_processor: ProcessorHandle
-) -> None:
+def test_django_cannot_be_imported_in_the_image(theory_processor: ProcessorHandle) -> None:
     """`import django` fails inside the image."""
-    if theory_target.adapter != "local":
-        pytest.skip("needs the image itself (local adapter)")
-    result = theory_processor.container.container.exec_run(["python", "-c", "import django"])  # type: ignore[attr-defined]
-    assert result.exit_code != 0, "`import django` succeeded inside the image"
+    exit_code = observed(
+        theory_processor.exec(["python", "-c", "import django"]), "a command inside the image"
+    )
+    assert exit_code != 0, "`import django` succeeded inside the image"
 
 
 # -- HTTP endpoints -------------------------------------------------------------------------
@@ -166,14 +119,14 @@ def test_django_cannot_be_imported_in_the_image(
 @rule("healthz")
 def test_healthz_answers_ok(theory_driver: Driver) -> None:
     """GET /healthz -> 200 {"ok": true}."""
-    response = theory_driver.handle.client.get("/healthz")
+    response = theory_driver.get("/healthz")
     assert (response.status_code, response.json()) == (200, {"ok": True})
 
 
 @rule("openapi")
 def test_openapi_describes_the_three_endpoints(theory_driver: Driver) -> None:
     """GET /openapi.json: an OpenAPI 3 document describing the three endpoints."""
-    document = theory_driver.handle.client.get("/openapi.json").json()
+    document = theory_driver.get("/openapi.json").json()
     assert str(document.get("openapi", "")).startswith("3.")
     paths = document.get("paths", {})
     assert "get" in paths.get("/healthz", {}) and "post" in paths.get("/run", {})
@@ -388,7 +341,7 @@ def test_fuzzed_run_payloads_get_envelopes_never_5xx(
 ) -> None:
     """Fuzzing /openapi.json's /run: every answer a valid envelope with its status, no 5xx (mock)."""
     sent = fuzz_endpoint(
-        theory_driver.handle,
+        theory_driver,
         "POST",
         "/run",
         theory_session.options.fuzz_examples,
@@ -447,7 +400,7 @@ def test_fuzzed_stream_payloads_end_in_done(
 ) -> None:
     """Fuzzing /run-stream: always a stream that ends in exactly one `done` carrying an envelope."""
     sent = fuzz_endpoint(
-        theory_driver.handle,
+        theory_driver,
         "POST",
         "/run-stream",
         theory_session.options.fuzz_examples,
@@ -461,44 +414,33 @@ def test_fuzzed_stream_payloads_end_in_done(
 
 
 @rule("logs")
-def test_stdout_stays_empty(
-    theory_target: Target, theory_driver: Driver, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_stdout_stays_empty(theory_driver: Driver) -> None:
     """Stdout stays empty (server access logs included)."""
-    if theory_target.adapter == "modal":
-        pytest.skip("a deployed function's output is not visible from here")
-    capfd.readouterr()
     theory_driver.run()
     theory_driver.run(content=b"{", headers={"content-type": "application/json"})
     theory_driver.stream()
-    stdout = theory_driver.handle.stdout()
-    if stdout is None:  # in-process: this process's own stdout is where a print would go
-        stdout = capfd.readouterr().out
+    stdout = observed(theory_driver.handle.stdout(), "the processor's stdout")
     assert stdout == "", f"stdout is not empty: {stdout[:500]!r}"
 
 
 @rule("logs")
-def test_stderr_is_ndjson(theory_target: Target, theory_driver: Driver) -> None:
+def test_stderr_is_ndjson(theory_driver: Driver) -> None:
     """Processors log NDJSON to stderr only: every line a JSON object with ts, level, event, service."""
-    if theory_target.adapter == "modal":
-        pytest.skip("a deployed function's logs live on Modal")
     theory_driver.run()
     theory_driver.run(content=b"{", headers={"content-type": "application/json"})
-    assert assert_ndjson_logs(theory_driver.handle.stderr())
+    assert assert_ndjson_logs(observed(theory_driver.handle.stderr(), "the processor's stderr"))
 
 
 @rule("logs")
-def test_runs_log_start_settle_and_refusals(theory_target: Target, theory_driver: Driver) -> None:
+def test_runs_log_start_settle_and_refusals(theory_driver: Driver) -> None:
     """Every run logs http.run.start and http.run.settle (with status and elapsed_ms), tagged with
     execution_id and trace_id; a refused request logs http.run.error with a reason."""
-    if theory_target.adapter == "modal":
-        pytest.skip("a deployed function's logs live on Modal")
     ok = theory_driver.run()
     refused = theory_driver.run(theory_driver.payload(mode="smoke"))
-    records = _records(_settled_stderr(theory_driver.handle, [ok, refused]))
+    logged = records(theory_driver.settled_stderr([ok, refused]))
 
     def of(run: Run) -> dict[str, dict[str, Any]]:
-        return {r["event"]: r for r in records if r.get("execution_id") == run.execution_id}
+        return {r["event"]: r for r in logged if r.get("execution_id") == run.execution_id}
 
     mine = of(ok)
     assert {"http.run.start", "http.run.settle"} <= set(mine), f"logged for the run: {sorted(mine)}"
@@ -511,40 +453,9 @@ def test_runs_log_start_settle_and_refusals(theory_target: Target, theory_driver
     )
 
 
-def _records(stderr: str) -> list[dict[str, Any]]:
-    records = []
-    for line in stderr.split("\n"):
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
-def _settled_stderr(handle: ProcessorHandle, runs: list[Run]) -> str:
-    """The processor's stderr once each run's last line (settle or error) is in it.
-
-    The log collector may hand over a run's last lines a moment after its answer;
-    past ``LOG_SETTLE_S`` the text is returned as it is, for the check to judge.
-    """
-    deadline = time.monotonic() + LOG_SETTLE_S
-    while True:
-        stderr = handle.stderr()
-        settled = {
-            r.get("execution_id")
-            for r in _records(stderr)
-            if r.get("event") in ("http.run.settle", "http.run.error")
-        }
-        if all(run.execution_id in settled for run in runs) or time.monotonic() > deadline:
-            return stderr
-        time.sleep(0.05)
-
-
 @pytest.mark.theory_variants("canary")
 @rule("secrets")
-def test_secret_values_appear_nowhere(
-    theory_variant: Any, theory_spec: ProcessorSpec, theory_target: Target
-) -> None:
+def test_secret_values_appear_nowhere(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
     """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (a canary is set)."""
     if not theory_spec.secrets_declared:
         pytest.skip("the registry declares no secret")
@@ -555,7 +466,7 @@ def test_secret_values_appear_nowhere(
         canary.stream(),
         canary.run(canary.payload(inputs={"theory": "refused"})),
     ]
-    stderr = _settled_stderr(canary.handle, runs)
+    stderr = canary.settled_stderr(runs)
     texts = [run.text for run in runs] + [stderr, canary.handle.stdout() or ""]
     if canary.world is not None:
         for run in runs:
@@ -571,7 +482,7 @@ def test_secret_values_appear_nowhere(
 @rule("secrets")
 def test_a_secret_split_across_streamed_tokens_is_redacted(
     theory_session: TheorySession,
-    theory_target: Target,
+    theory_target: Any,
     theory_spec: ProcessorSpec,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -588,24 +499,19 @@ def test_a_secret_split_across_streamed_tokens_is_redacted(
     key = f"sk-{CANARY}-split"
     monkeypatch.delenv("CI", raising=False)
     with provider.serving("0.0.0.0" if local else "127.0.0.1") as port:
-        environment = {
-            "IMAGE_DIGEST": adapter.digest_for(theory_spec),
-            urls[0]: f"http://{host}:{port}/v1",
-        }
+        environment = {"IMAGE_DIGEST": adapter.digest_for(theory_spec)}
+        environment[urls[0]] = f"http://{host}:{port}/v1"
         environment.update({name: key for name in theory_spec.secrets_required})
         world = theory_session.world(theory_target)
         handle = adapter.acquire(
-            theory_spec, environment=environment, world_root=world, reuse=False
+            theory_spec, environment=environment, world_root=world, opts={"reuse": False}
         )
         try:
             driver = Driver(handle, theory_spec, mode="real", world=world)
             run = driver.stream()
-            texts = [run.text, _settled_stderr(handle, [run])]
+            texts = [run.text, handle.stderr() or ""]
         finally:
-            if local:
-                adapter.discard(handle)
-            else:
-                handle.close()
+            adapter.release(handle, broken=True)
     if (run.envelope or {}).get("status") != "success":
         pytest.skip(f"no real run completed against the local provider: {run.text[-300:]}")
     assert_no_secret(key, texts)
@@ -624,49 +530,29 @@ def test_the_processor_refuses_real_under_ci(theory_variant: Any) -> None:
 
 @rule("ci-safety")
 def test_the_adapter_refuses_real_under_ci_before_starting_anything(
-    theory_session: TheorySession,
-    theory_target: Target,
-    theory_driver: Driver,
-    monkeypatch: pytest.MonkeyPatch,
+    theory_session: TheorySession, theory_driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With CI=true, real is refused with ERR_CI_SAFETY by the adapters before any container starts."""
     monkeypatch.setenv("CI", "true")
-    count = _container_count(theory_session, theory_target)
-    envelope = invoke(theory_session, theory_target, theory_driver, mode="real")
+    theory_session.settle()  # a variant booting in the background is not this check's doing
+    assert theory_driver.adapter is not None
+    boots = theory_driver.adapter.boots
+    envelope = theory_driver.invoke(mode="real")
     assert envelope["status"] == "error" and envelope["error"]["code"] == "ERR_CI_SAFETY", envelope
-    assert _container_count(theory_session, theory_target) == count, "a container was started"
-
-
-def _container_count(session: TheorySession, target: Target) -> int:
-    if target.adapter != "local":
-        return 0
-    from pytest_theory.adapters.containers import LABEL_OWNER, managed_containers, owner_label
-
-    session.settle()  # a variant booting in the background is not this check's doing
-    ours = owner_label()  # not another xdist worker's, booting its own meanwhile
-    containers = managed_containers(session.adapter("local").docker())
-    return sum(c.labels.get(LABEL_OWNER) == ours for c in containers)
+    assert theory_driver.adapter.boots == boots, "a processor was started"
 
 
 @rule("digest-drift")
-def test_a_drifted_digest_is_reported(
-    theory_session: TheorySession, theory_target: Target, theory_driver: Driver
-) -> None:
+def test_a_drifted_digest_is_reported(theory_driver: Driver) -> None:
     """A digest other than the expected one is ERR_IMAGE_DIGEST_MISMATCH; repo@sha256:x equals sha256:x."""
     actual = theory_driver.handle.image_digest
     if not actual:
         pytest.skip("the image's digest is not known here")
-    same = invoke(
-        theory_session,
-        theory_target,
-        theory_driver,
+    same = theory_driver.invoke(
         adapter_opts={"expected_digest": f"registry.example/any/repo@{actual}"},
     )
     assert same["status"] == "success", same
-    drifted = invoke(
-        theory_session,
-        theory_target,
-        theory_driver,
+    drifted = theory_driver.invoke(
         adapter_opts={"expected_digest": "sha256:" + "0" * 64},
     )
     assert (
@@ -675,18 +561,13 @@ def test_a_drifted_digest_is_reported(
 
 
 @rule("concurrency")
-def test_concurrent_runs_with_separate_prefixes_all_succeed(
-    theory_session: TheorySession, theory_target: Target, theory_driver: Driver
-) -> None:
+def test_concurrent_runs_with_separate_prefixes_all_succeed(theory_driver: Driver) -> None:
     """Ten concurrent invokes, each with its own prefix, all succeed with their own outputs."""
     with ThreadPoolExecutor(10) as pool:
         envelopes = list(
             pool.map(
-                lambda _: invoke(
-                    theory_session,
-                    theory_target,
-                    theory_driver,
-                    execution_id=theory_driver.payload()["execution_id"],
+                lambda _: theory_driver.invoke(
+                    execution_id=theory_driver.payload()["execution_id"]
                 ),
                 range(10),
             )

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from pytest_theory.adapters import invoke_kwargs
 from pytest_theory.registry import Registry
 from tests.conftest import FIXTURES, llm_inputs
 
@@ -20,18 +21,14 @@ def call(registry: Registry, tmp_path: Path) -> Any:
 
     def invoke(adapter: Any, ref: str = "llm/litellm@1", **overrides: Any) -> dict[str, Any]:
         spec = registry.get_spec(ref)
-        kwargs: dict[str, Any] = {
-            "processor_ref": ref,
-            "mode": "mock",
-            "inputs_json": llm_inputs()
-            if ref == "llm/litellm@1"
-            else {"schema": "v1", "params": {}},
-            "write_prefix": "/artifacts/outputs/{execution_id}/",
-            "execution_id": "e-1",
-            "registry_snapshot": spec.snapshot(),
-            "adapter_opts": {"world_root": str(tmp_path / "world")},
-            "secrets_present": [],
-        }
+        inputs = llm_inputs() if ref == "llm/litellm@1" else {"schema": "v1", "params": {}}
+        kwargs = invoke_kwargs(
+            spec,
+            execution_id="e-1",
+            inputs=inputs,
+            adapter_opts={"world_root": str(tmp_path / "world")},
+            secrets_present=[],
+        )
         kwargs.update(overrides)
         envelope: dict[str, Any] = adapter.invoke(**kwargs)
         return envelope

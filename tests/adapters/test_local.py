@@ -329,7 +329,7 @@ def test_os_environ_is_not_passed_wholesale(
     spec = Registry.discover().get_spec("llm/litellm@1")
     handle = local.acquire(
         spec,
-        secrets_present=["OPENAI_API_KEY", "UNRELATED_SECRET"],
+        environment=local.default_environment(spec, ["OPENAI_API_KEY", "UNRELATED_SECRET"]),
         world_root=os.environ.get("TMPDIR", "/tmp") + "/theory-env",
     )
     env = dict(e.split("=", 1) for e in handle.container.container.attrs["Config"]["Env"])

@@ -18,7 +18,7 @@ import modal.exception
 import pytest
 import respx
 
-from pytest_theory.adapters import InprocessAdapter, ModalAdapter
+from pytest_theory.adapters import InprocessAdapter, ModalAdapter, invoke_kwargs
 from pytest_theory.adapters.modal import FUNCTION_NAME, app_name
 from pytest_theory.adapters.modal_app import build_app
 from pytest_theory.registry import load_spec
@@ -77,19 +77,16 @@ def remote(tmp_path: Path, pinned_spec: Any) -> Any:
 
 
 def invoke(adapter: ModalAdapter, spec: Any, **overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "processor_ref": "llm/litellm@1",
-        "mode": "mock",
-        "inputs_json": {
+    kwargs = invoke_kwargs(
+        spec,
+        execution_id="m-1",
+        inputs={
             "schema": "v1",
             "params": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
         },
-        "write_prefix": "/artifacts/outputs/{execution_id}/",
-        "execution_id": "m-1",
-        "registry_snapshot": spec.snapshot(),
-        "adapter_opts": {"environment": "dev"},
-        "secrets_present": [],
-    }
+        adapter_opts={"environment": "dev"},
+        secrets_present=[],
+    )
     kwargs.update(overrides)
     envelope: dict[str, Any] = adapter.invoke(**kwargs)
     return envelope
@@ -203,3 +200,33 @@ def test_a_hung_lookup_cannot_hold_up_interpreter_exit(
     invoke(ModalAdapter(lookup_timeout_s=0.2), pinned_spec)
     (lookup,) = set(threading.enumerate()) - before
     assert lookup.daemon and lookup.name.startswith("modal-lookup")
+
+
+def test_bounded_sdk_calls_map_every_failure_to_err_modal() -> None:
+    from pytest_theory.adapters.base import AdapterError
+    from pytest_theory.adapters.modal import bounded
+
+    release = threading.Event()
+    with pytest.raises(AdapterError) as hung:
+        bounded(lambda: release.wait(30), timeout_s=0.1, what="deploy of x")
+    release.set()
+    assert (hung.value.code, hung.value.message) == (
+        "ERR_MODAL",
+        "Modal deploy of x timed out after 0.1s",
+    )
+
+    def refused() -> None:
+        raise modal.exception.AuthError("token sk-secret rejected")
+
+    with pytest.raises(AdapterError) as failed:
+        bounded(refused, timeout_s=5, what="stop of x")
+    assert failed.value.message == "Modal stop of x failed (AuthError)", "no SDK text, no secret"
+
+    def missing() -> None:
+        raise modal.exception.NotFoundError("no app")
+
+    with pytest.raises(modal.exception.NotFoundError):
+        bounded(
+            missing, timeout_s=5, what="lookup of x", passthrough=(modal.exception.NotFoundError,)
+        )
+    assert bounded(lambda: 7, timeout_s=5, what="lookup of x") == 7

@@ -23,6 +23,13 @@ class Result:
     stderr: str
 
 
+@pytest.fixture(autouse=True)
+def ledger_anchor(settings: Any, tmp_path: Path) -> Path:
+    """Each test's ledger anchors to its own file (the database is rolled back per test)."""
+    settings.THEORY_LEDGER_ANCHOR = tmp_path / "ledger.anchor"
+    return Path(settings.THEORY_LEDGER_ANCHOR)
+
+
 @pytest.fixture
 def world(settings: Any, tmp_path: Path) -> Path:
     root = tmp_path / "world"
@@ -78,3 +85,11 @@ def manage() -> Callable[..., Result]:
 
 
 LLM_INPUTS = '{"schema":"v1","params":{"model":"m","messages":[{"role":"user","content":"hi"}]}}'
+
+
+@pytest.fixture
+def team(manage: Callable[..., Result]) -> str:
+    """A plan made as a user makes one (``manage.py plans create``): 1 000 000 µUSD."""
+    made = manage("plans", "create", "team", "--budget-usd-micro", "1000000")
+    assert made.code == 0, made.stderr
+    return "team"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -73,8 +73,10 @@ def test_disabled_leases_hold_nothing() -> None:
     assert lm.held() == []
 
 
+@pytest.mark.django_db
 def test_enabled_leases_conflict_across_plans_and_expire() -> None:
-    lm = LeaseManager(enabled=True)
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    lm = LeaseManager(enabled=True, clock=lambda: now[0])
     with lm("a", [{"kind": "prefix", "path": "/artifacts/out/"}]):
         with pytest.raises(LeaseConflict):
             lm.acquire("b", [{"kind": "exact", "path": "/artifacts/out/frame.png"}])
@@ -82,9 +84,12 @@ def test_enabled_leases_conflict_across_plans_and_expire() -> None:
             "a", [{"kind": "exact", "path": "/artifacts/out/frame.png"}]
         ).release()  # same plan
         lm.acquire("b", [{"kind": "exact", "path": "/artifacts/outside.png"}]).release()
-    lm.acquire("b", [{"kind": "prefix", "path": "/artifacts/out/"}], ttl_s=0.05)
-    time.sleep(0.1)
+    lm.acquire("b", [{"kind": "prefix", "path": "/artifacts/out/"}], ttl_s=60)
+    with pytest.raises(LeaseConflict):
+        lm.acquire("c", [{"kind": "prefix", "path": "/artifacts/out/"}])
+    now[0] += timedelta(seconds=61)  # the clock moves past the TTL: nothing sleeps
     lm.acquire("c", [{"kind": "prefix", "path": "/artifacts/out/"}])  # the expired lease is gone
+    assert lm.held() == [("c", "prefix", "/artifacts/out/")]
 
 
 def test_the_setting_switches_it_on(settings: object) -> None:

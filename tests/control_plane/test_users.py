@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import json
+from typing import Any
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth import authenticate, get_user_model
 from django.db import IntegrityError, transaction
 
+from pytest_theory.django_project.apps.runs import ledger
 from pytest_theory.django_project.apps.runs.models import Execution, LedgerEvent, Plan
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +74,56 @@ def test_the_admin_pages_answer(client: object) -> None:
         "/admin/runs/ledgerevent/",
     ):
         assert client.get(url).status_code == 200, url  # type: ignore[attr-defined]
+
+
+def test_the_admin_cannot_change_a_balance(client: Any, manage: Any) -> None:
+    """A superuser posting new balances changes nothing; budgets move only through the ledger."""
+    User.objects.create_superuser(email="root@example.com", password="pw")
+    assert client.login(email="root@example.com", password="pw")
+    assert manage("plans", "create", "team", "--budget-usd-micro", "1000").code == 0
+    plan = Plan.objects.get(key="team")
+    page = client.get(f"/admin/runs/plan/{plan.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="spent_usd_micro"' not in page.content
+    assert b'name="budget_usd_micro"' not in page.content
+    client.post(
+        f"/admin/runs/plan/{plan.pk}/change/",
+        {"key": "team", "budget_usd_micro": 10**9, "spent_usd_micro": 0, "reserved_usd_micro": 0},
+    )
+    plan.refresh_from_db()
+    assert (plan.budget_usd_micro, plan.spent_usd_micro) == (1000, 0)
+    assert ledger.verify().ok
+
+
+def test_the_admin_add_views_answer_without_a_500(client: Any) -> None:
+    User.objects.create_superuser(email="root@example.com", password="pw")
+    assert client.login(email="root@example.com", password="pw")
+    for url in ("/admin/runs/execution/add/", "/admin/runs/plan/add/"):
+        assert client.get(url).status_code == 403, url  # made by runs and `plans`, not typed in
+
+
+def test_a_balance_edited_behind_the_admins_back_is_found(manage: Any) -> None:
+    assert manage("plans", "create", "team", "--budget-usd-micro", "1000").code == 0
+    Plan.objects.filter(key="team").update(budget_usd_micro=10**9)
+    verdict = ledger.verify()
+    assert not verdict.ok and "plan team: budget/reserved/spent" in verdict.problem
+
+
+def test_plans_are_created_and_listed(manage: Any) -> None:
+    assert manage("plans", "create", "team", "--budget-usd-micro", "5000").code == 0
+    assert manage("plans", "create", "team", "--budget-usd-micro", "1").code == 2
+    assert manage("plans", "create", "bad key", "--budget-usd-micro", "1").code == 2
+    assert manage("plans", "budget", "team", "--budget-usd-micro", "7000").code == 0
+    listed = json.loads(manage("plans", "list", "--json").stdout)
+    assert listed == [
+        {
+            "key": "team",
+            "owner": None,
+            "budget_usd_micro": 7000,
+            "reserved_usd_micro": 0,
+            "spent_usd_micro": 0,
+            "available_usd_micro": 7000,
+        }
+    ]
+    assert "team  budget 7000" in manage("plans", "list").stdout
+    assert ledger.verify().ok

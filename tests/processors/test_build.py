@@ -104,7 +104,7 @@ def test_an_unchanged_processor_is_never_rebuilt(docker_client: Any) -> None:
 
 
 @pytest.mark.docker
-def test_pin_records_the_image_and_check_catches_staleness(
+def test_a_local_pin_records_the_image_and_the_offline_check_catches_staleness(
     docker_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = copy_processor(tmp_path, as_ref="demo/llm@1")
@@ -122,14 +122,17 @@ def test_pin_records_the_image_and_check_catches_staleness(
     ) == text_before.replace(
         text_before[text_before.index("image:") : text_before.index("build:")], ""
     ), "pinning rewrites the image block only (comments elsewhere survive)"
-    assert theory_images(["check", "--registry", str(tmp_path), "demo/llm@1"]) == 0
+    assert theory_images(["check", "--offline", "--registry", str(tmp_path), "demo/llm@1"]) == 0
+    assert theory_images(["check", "--registry", str(tmp_path), "demo/llm@1"]) == 0, (
+        "a local pin (no registry host) resolves on this engine, never through Docker Hub"
+    )
     (folder / "app/handler.py").write_text(
         (folder / "app/handler.py").read_text() + "\n# changed\n"
     )
     stale = load_spec(folder / "registry.yaml")
     assert not pin_status(stale).current and "stale" in pin_status(stale).reason
     capsys.readouterr()
-    assert theory_images(["check", "--registry", str(tmp_path), "demo/llm@1"]) == 1
+    assert theory_images(["check", "--offline", "--registry", str(tmp_path), "demo/llm@1"]) == 1
     assert "stale" in capsys.readouterr().out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pytest_theory.adapters import LocalAdapter
+from pytest_theory.adapters import LocalAdapter, invoke_kwargs
 from pytest_theory.adapters.containers import ProcessorContainer
 from pytest_theory.adapters.http import wait_healthy
 from pytest_theory.contracts import canonical_json, cid_of_bytes, is_valid
@@ -57,7 +57,7 @@ class Running:
     ):
         self.spec, self.image, self.world = spec, image, world
         self.container = ProcessorContainer(client, image.reference, ref=str(spec.ref))
-        self.container.with_env(IMAGE_DIGEST=image.digest, **env).with_world(world)
+        self.container.with_envs(IMAGE_DIGEST=image.digest, **env).with_world(world)
         self.container.with_user(f"{os.getuid()}:{os.getgid()}").start()
         wait_healthy(_Handle(self.container), 60)
 
@@ -253,17 +253,15 @@ def real_env(monkeypatch: pytest.MonkeyPatch) -> Any:
 def _invoke(
     adapter: LocalAdapter, ref: str, world: Path, secrets: list[str], **kwargs: Any
 ) -> dict[str, Any]:
-    envelope: dict[str, Any] = adapter.invoke(
-        processor_ref=ref,
-        mode="real",
-        inputs_json=INPUTS[ref],
+    call = invoke_kwargs(
+        REGISTRY[ref],
         execution_id="real-1",
-        write_prefix="/artifacts/outputs/{execution_id}/",
-        registry_snapshot=REGISTRY[ref].snapshot(),
+        inputs=INPUTS[ref],
+        mode="real",
         adapter_opts={"world_root": str(world)},
         secrets_present=secrets,
-        **kwargs,
     )
+    envelope: dict[str, Any] = adapter.invoke(**{**call, **kwargs})
     return envelope
 
 

@@ -16,7 +16,7 @@ import httpx
 import modal
 import pytest
 
-from pytest_theory.adapters import InprocessAdapter, LocalAdapter, ModalAdapter
+from pytest_theory.adapters import InprocessAdapter, LocalAdapter, ModalAdapter, invoke_kwargs
 from pytest_theory.contracts import problems
 from pytest_theory.driver import parse_sse
 from tests.conftest import RELIABILITY
@@ -136,17 +136,15 @@ def test_spoiled_fields_through_every_adapter(
         "schema": "v1",
         "params": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
     }
-    base = {
-        "processor_ref": str(spec.ref),
-        "mode": "mock",
-        "inputs_json": inputs,
-        "write_prefix": GOOD_PREFIX,
-        "execution_id": "rel-1",
-        "registry_snapshot": spec.snapshot(),
-        "adapter_opts": opts,
-        "secrets_present": [],
-        "stream": stream,
-    }
+    base = invoke_kwargs(
+        spec,
+        execution_id="rel-1",
+        inputs=inputs,
+        write_prefix=GOOD_PREFIX,
+        adapter_opts=opts,
+        secrets_present=[],
+        stream=stream,
+    )
     cases = field_cases(inputs)
     wrong = []
     for bad in cases:

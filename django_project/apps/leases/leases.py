@@ -8,21 +8,27 @@ lies inside it, segment by segment (``/artifacts/foo`` and ``/artifacts/foobar``
 do not).
 
 While disabled (``LEASES_ENABLED=False``, the default) ``acquire`` checks the
-selectors and hands back a handle but holds nothing. Enabled, leases live in
-this process, expire after their TTL, and a plan's lease that overlaps another
-plan's is refused with ``LeaseConflict``.
+selectors and hands back a handle but holds nothing. Enabled, leases are rows
+in the database, so they hold across processes: an acquisition locks one row
+(``select_for_update`` on PostgreSQL; SQLite's IMMEDIATE transactions take the
+write lock), reclaims expired leases, and refuses with ``LeaseConflict`` when
+another plan holds an overlapping active lease. Nothing is waited for.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
 from pytest_theory.contracts.worldpath import canonicalize
+from pytest_theory.django_project.apps.leases.models import Lease, LeaseLock
 
 Kind = Literal["exact", "prefix"]
 DEFAULT_TTL_S = 3600.0
@@ -72,13 +78,13 @@ class LeaseHandle:
     plan_id: str
     selectors: tuple[Selector, ...]
     reason: str | None
-    expires_at: float
+    expires_at: datetime
     lease_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _manager: LeaseManager | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
-        return self._manager is not None and time.monotonic() < self.expires_at
+        return self._manager is not None and self._manager.clock() < self.expires_at
 
     def release(self) -> None:
         """Give the lease back; safe to call twice."""
@@ -94,15 +100,18 @@ class LeaseHandle:
 
 
 class LeaseManager:
-    def __init__(self, enabled: bool | None = None, *, default_ttl_s: float = DEFAULT_TTL_S):
+    def __init__(
+        self,
+        enabled: bool | None = None,
+        *,
+        default_ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], datetime] = timezone.now,
+    ):
         if enabled is None:
-            from django.conf import settings
-
             enabled = bool(getattr(settings, "LEASES_ENABLED", False))
         self.enabled = enabled
         self.default_ttl_s = default_ttl_s
-        self._held: dict[str, LeaseHandle] = {}
-        self._lock = threading.Lock()
+        self.clock = clock
 
     def acquire(
         self,
@@ -114,23 +123,36 @@ class LeaseManager:
     ) -> LeaseHandle:
         """Lease ``selectors`` for ``plan_id``; the selectors are checked even while disabled."""
         canonical = tuple(canonicalize_selector(s) for s in selectors)
+        now = self.clock()
         handle = LeaseHandle(
-            plan_id, canonical, reason, time.monotonic() + (ttl_s or self.default_ttl_s)
+            plan_id, canonical, reason, now + timedelta(seconds=ttl_s or self.default_ttl_s)
         )
         if not self.enabled:
             return handle  # the façade: nothing is held
-        with self._lock:
-            now = time.monotonic()
-            self._held = {k: h for k, h in self._held.items() if h.expires_at > now}
-            for other in self._held.values():
-                if other.plan_id != plan_id and any(
-                    paths_overlap(mine.path, theirs.path)
-                    for mine in canonical
-                    for theirs in other.selectors
-                ):
-                    raise LeaseConflict(f"plan {other.plan_id} holds an overlapping lease")
-            handle._manager = self
-            self._held[handle.lease_id] = handle
+        LeaseLock.objects.get_or_create(pk=1)
+        with transaction.atomic():
+            LeaseLock.objects.select_for_update().get(pk=1)  # acquisitions queue here
+            active = Lease.objects.filter(released_at=None)
+            active.filter(expires_at__lte=now).update(released_at=now)  # expiry reclaims
+            for other in active.exclude(holder=plan_id).filter(expires_at__gt=now):
+                if any(paths_overlap(mine.path, other.path) for mine in canonical):
+                    raise LeaseConflict(
+                        f"plan {other.holder} holds an overlapping lease on {other.path} "
+                        f"until {other.expires_at.isoformat(timespec='seconds')}"
+                    )
+            Lease.objects.bulk_create(
+                Lease(
+                    token=handle.lease_id,
+                    holder=plan_id,
+                    kind=s.kind,
+                    path=s.path,
+                    reason=(reason or "")[:200],
+                    created_at=now,
+                    expires_at=handle.expires_at,
+                )
+                for s in canonical
+            )
+        handle._manager = self
         return handle
 
     def __call__(
@@ -144,11 +166,14 @@ class LeaseManager:
         """``with lm(plan_id, selectors): ...``"""
         return self.acquire(plan_id, selectors, reason=reason, ttl_s=ttl_s)
 
-    def held(self) -> list[LeaseHandle]:
-        now = time.monotonic()
-        with self._lock:
-            return [h for h in self._held.values() if h.expires_at > now]
+    def held(self) -> list[tuple[str, str, str]]:
+        """Active leases as ``(plan, kind, path)``; none while disabled."""
+        if not self.enabled:
+            return []
+        rows = Lease.objects.filter(released_at=None, expires_at__gt=self.clock())
+        return list(rows.order_by("id").values_list("holder", "kind", "path"))
 
     def _release(self, handle: LeaseHandle) -> None:
-        with self._lock:
-            self._held.pop(handle.lease_id, None)
+        Lease.objects.filter(token=handle.lease_id, released_at=None).update(
+            released_at=self.clock()
+        )

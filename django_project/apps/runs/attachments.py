@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from pytest_theory.contracts.hashing import cid_of_file
+from pytest_theory.contracts.worldpath import canonicalize
 from pytest_theory.django_project.apps.storage.store import ArtifactRef, ArtifactStore, guess_mime
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class AttachmentError(ValueError):
     pass
+
+
+def world_path_for(file: Path, cid: str) -> str:
+    """``/artifacts/inputs/<cid hex>/<file name>``; ``AttachmentError`` when the file's name
+    is not a world path segment as it stands (``%``-escapes, control characters, ...)."""
+    path = f"/artifacts/inputs/{cid[3:]}/{file.name}"
+    try:
+        canonical = canonicalize(path)
+    except ValueError as exc:
+        raise AttachmentError(f"attachment file name {file.name!r}: {exc}") from None
+    if canonical != path:
+        raise AttachmentError(
+            f"attachment file name {file.name!r} is not a plain world path segment "
+            "(it would be stored as another name): rename the file"
+        )
+    return path
 
 
 def parse_attach(values: list[str]) -> dict[str, Path]:
@@ -20,13 +40,25 @@ def parse_attach(values: list[str]) -> dict[str, Path]:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise AttachmentError(f"--attach {value!r}: expected name=path")
+        if not NAME_RE.fullmatch(name):
+            raise AttachmentError(f"--attach {name!r}: a name is 1-64 of A-Z a-z 0-9 _ . -")
         if name in attachments:
             raise AttachmentError(f"--attach {name}: given twice")
         file = Path(path).expanduser()
         if not file.is_file():
             raise AttachmentError(f"--attach {name}: attachment file not found: {path}")
+        world_path_for(file, "b3:" + "0" * 64)  # the name alone decides: checked before hashing
         attachments[name] = file
     return attachments
+
+
+def planned(attachments: dict[str, Path]) -> dict[str, ArtifactRef]:
+    """Where ``store_attachments`` will put each file, without storing it (to check inputs)."""
+    refs = {}
+    for name, file in attachments.items():
+        cid, size = cid_of_file(file)
+        refs[name] = ArtifactRef(world_path_for(file, cid), cid, size, guess_mime(file.name))
+    return refs
 
 
 def store_attachments(store: ArtifactStore, attachments: dict[str, Path]) -> dict[str, ArtifactRef]:
@@ -34,9 +66,7 @@ def store_attachments(store: ArtifactStore, attachments: dict[str, Path]) -> dic
     stored = {}
     for name, file in attachments.items():
         cid, _ = cid_of_file(file)
-        stored[name] = store.put_file(
-            f"/artifacts/inputs/{cid[3:]}/{file.name}", file, mime=guess_mime(file.name)
-        )
+        stored[name] = store.put_file(world_path_for(file, cid), file, mime=guess_mime(file.name))
     return stored
 
 

@@ -88,6 +88,9 @@ class Execution(models.Model):
     predicates = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    #: Past this, a pending or running execution is abandoned (its process died): the reaper
+    #: fails it and gives its reservation back.
+    deadline_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
@@ -133,6 +136,8 @@ class LedgerEvent(models.Model):
         RETRY = "retry"
         SETTLEMENT = "settlement"
         FAILURE = "failure"
+        PLAN = "plan"
+        REAPED = "reaped"
 
     seq = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -18,6 +18,7 @@ class Policy:
     max_attempts: int
     backoff_ms: tuple[int, ...]
     lease_ttl_s: int
+    path_leases: bool
 
     def backoff_s(self, attempt: int) -> float:
         """The pause before attempt ``attempt + 1`` (the last value repeats)."""
@@ -36,4 +37,5 @@ def policy_for(spec: ProcessorSpec) -> Policy:
         max_attempts=int(merged["retry"]["max_attempts"]),
         backoff_ms=tuple(int(ms) for ms in merged["retry"].get("backoff_ms", [])),
         lease_ttl_s=int(merged["leases"]["default_ttl_s"]),
+        path_leases=bool(merged["leases"].get("enable_path_leases", False)),
     )

@@ -66,6 +66,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Take the write lock when a transaction begins, so concurrent writers queue
     # instead of failing with "database is locked" half-way (the ledger relies on it).
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+    # Many run_processor processes queue on that lock; wait for it longer than SQLite's 5 s.
+    DATABASES["default"]["OPTIONS"]["timeout"] = 60
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -86,10 +88,13 @@ THEORY_WORLD_ROOT = Path(os.environ.get("THEORY_WORLD_ROOT", VAR_DIR / "world"))
 THEORY_REGISTRY_ROOTS: list[str] = [
     p for p in os.environ.get("THEORY_REGISTRY_PATH", "").split(os.pathsep) if p
 ]
-#: Path leases are a façade until admission enforces them.
+#: The ledger's anchor: an append-only file outside the database (see runs/ledger.py).
+THEORY_LEDGER_ANCHOR = Path(os.environ.get("THEORY_LEDGER_ANCHOR", VAR_DIR / "ledger.anchor"))
+#: Path leases in the database; a processor's policy must also set leases.enable_path_leases.
 LEASES_ENABLED = os.environ.get("LEASES_ENABLED", "false").lower() == "true"
 #: Applied where a processor's registry.yaml declares no policy of its own.
 THEORY_DEFAULT_POLICY = {
+    # max_usd_micro caps a plan's total (reserved + spent) when this processor runs on it.
     "budget": {"max_usd_micro": 1_000_000, "reserve_usd_micro": 0},
     "retry": {"max_attempts": 1, "backoff_ms": [500]},
     "leases": {"default_ttl_s": 3600, "enable_path_leases": False},

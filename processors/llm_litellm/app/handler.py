@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pytest_theory.contracts.hashing import canonical_json
@@ -90,7 +91,7 @@ def _real_reply(
     except Exception as exc:  # every SDK failure, without its (possibly secret) text
         raise ProviderError(f"LiteLLM call failed ({type(exc).__name__})") from None
     choice = response.choices[0]
-    usage = _usage(getattr(response, "usage", None))
+    usage = _usage(getattr(response, "usage", None)) | _cost(litellm, response)
     return choice.message.content or "", usage, choice.finish_reason or "stop"
 
 
@@ -110,7 +111,8 @@ def _stream(
         if chunk.choices and chunk.choices[0].finish_reason:
             finish = chunk.choices[0].finish_reason
     rebuilt = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
-    return "".join(pieces), _usage(getattr(rebuilt, "usage", None)), finish
+    usage = _usage(getattr(rebuilt, "usage", None)) | _cost(litellm, rebuilt)
+    return "".join(pieces), usage, finish
 
 
 def _usage(usage: Any) -> dict[str, int]:
@@ -118,3 +120,13 @@ def _usage(usage: Any) -> dict[str, int]:
         return {}
     data = usage.model_dump() if hasattr(usage, "model_dump") else dict(usage)
     return {k: int(v) for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _cost(litellm: Any, response: Any) -> dict[str, int]:
+    """``{"cost_usd_micro": N}`` from LiteLLM's own price table (rounded up, so nothing priced
+    is free); nothing when the model has no price. The control plane charges this amount."""
+    try:
+        usd = float(litellm.completion_cost(completion_response=response))
+    except Exception:  # an unpriced model: the control plane charges the reservation
+        return {}
+    return {"cost_usd_micro": math.ceil(usd * 1_000_000)} if usd >= 0 else {}

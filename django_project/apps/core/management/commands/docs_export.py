@@ -1,7 +1,8 @@
 """``manage.py docs_export --out DIR [--erd] [--api] [--schemas]`` (all three when none is named).
 
-erd.mmd          Mermaid ERD of the control plane's models
-storage_api.md   the ArtifactStore interface, with an architecture diagram
+erd.mmd          Mermaid ERD of every model of the project's apps (found, not listed)
+storage_api.md   the ArtifactStore interface, with a diagram drawn from the code: the
+                 store implementations and the adapters that exist
 schemas.json     a JSON Schema per model, and the processor contract's schemas
 """
 
@@ -16,7 +17,8 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import models
 
-OUR_APPS = ("accounts", "runs")
+#: Our apps are the installed ones that live in this project (Django's own are left out).
+OUR_PACKAGE = "pytest_theory.django_project."
 JSON_TYPES = {
     "AutoField": "integer",
     "BigAutoField": "integer",
@@ -33,8 +35,12 @@ JSON_TYPES = {
 FORMATS = {"DateTimeField": "date-time", "DateField": "date", "EmailField": "email"}
 
 
+def our_apps() -> list[str]:
+    return [c.label for c in apps.get_app_configs() if c.name.startswith(OUR_PACKAGE)]
+
+
 def our_models() -> list[type[models.Model]]:
-    return [m for label in OUR_APPS for m in apps.get_app_config(label).get_models()]
+    return [m for label in our_apps() for m in apps.get_app_config(label).get_models()]
 
 
 def entity(model: type[models.Model]) -> str:
@@ -53,7 +59,7 @@ def erd() -> str:
             if field.is_relation and field.related_model is not None:
                 target = field.related_model
                 target_name = (
-                    entity(target) if target._meta.app_label in OUR_APPS else target.__name__
+                    entity(target) if target._meta.app_label in our_apps() else target.__name__
                 )
                 optional = "o" if field.null else "|"
                 relations.append(
@@ -103,6 +109,37 @@ def model_schemas() -> dict[str, Any]:
     return schemas
 
 
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def architecture() -> list[str]:
+    """The flowchart, from what the code has: every concrete store and every adapter."""
+    from pytest_theory.adapters import ADAPTERS
+    from pytest_theory.django_project.apps.storage import store
+
+    lines = [
+        "```mermaid",
+        "flowchart LR",
+        "    cli[run_processor] --> service[RunService]",
+        "    service --> store[ArtifactStore]",
+        "    processor[processor] -->|writes P/outputs, index, receipts| world[(world /artifacts)]",
+    ]
+    for name in sorted(ADAPTERS):
+        lines.append(
+            f'    service --> adapter_{name}["{name} adapter: {ADAPTERS[name]}"] --> processor'
+        )
+    for impl in sorted(_subclasses(store.ArtifactStore), key=lambda c: c.__name__):
+        if inspect.isabstract(impl):
+            continue
+        summary = inspect.cleandoc(impl.__doc__ or "").split("\n")[0].replace('"', "'")
+        lines.append(f'    store --> {impl.__name__}["{impl.__name__}: {summary}"]')
+    return [*lines, "```"]
+
+
 def storage_api() -> str:
     from pytest_theory.django_project.apps.storage import store
 
@@ -111,16 +148,7 @@ def storage_api() -> str:
         "",
         inspect.cleandoc(store.__doc__ or ""),
         "",
-        "```mermaid",
-        "flowchart LR",
-        "    cli[run_processor] --> service[RunService]",
-        "    service --> store[ArtifactStore]",
-        "    service --> adapters[adapters: local / inprocess / modal]",
-        "    adapters --> processor[processor container]",
-        "    processor -->|writes P/outputs, index, receipts| world[(world /artifacts)]",
-        "    store --> fs[FilesystemArtifactStore] --> world",
-        "    store --> s3[an S3-compatible backend]",
-        "```",
+        *architecture(),
         "",
         "## `ArtifactRef`",
         "",
