@@ -67,9 +67,18 @@ def serving(host: str) -> Iterator[int]:
         thread.join(START_TIMEOUT_S)
 
 
-def bridge_gateway(docker_client: Any) -> str:
-    """This machine's address as containers on Docker's default bridge see it."""
+def address_for_processors() -> str:
+    """An address of this machine that its processors reach, in a container or in-process:
+    Docker's bridge gateway (a local address of this machine too) when an engine answers,
+    else 127.0.0.1."""
     import ipaddress
 
-    config = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=5)
+        config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    except (DockerException, KeyError, IndexError):
+        return "127.0.0.1"
     return str(config.get("Gateway") or ipaddress.ip_network(config["Subnet"])[1])
