@@ -47,6 +47,8 @@ from pytest_theory.images import ImageBuildError, ImageUnavailable, ResolvedImag
 from pytest_theory.registry import ProcessorSpec
 
 WORLD_ENV = "THEORY_WORLD_ROOT"
+#: Each Docker API call's bound (the SDK's per-request timeout; its default is 60 s).
+DOCKER_TIMEOUT_S = 30
 DEFAULTS: dict[str, Any] = {"build": "auto", "reuse": True, "health_timeout_s": 60.0}
 _live: weakref.WeakSet[LocalAdapter] = weakref.WeakSet()
 
@@ -127,7 +129,8 @@ class LocalAdapter(Adapter):
         with self._lock:
             if self._docker is None:
                 try:
-                    self._docker = docker.from_env()
+                    # Bounded: an engine that accepts and never answers costs this, not 60 s.
+                    self._docker = docker.from_env(timeout=DOCKER_TIMEOUT_S)
                 except DockerException as exc:
                     raise AdapterError(
                         ErrorCode.ERR_DOCKER, f"Docker is not available ({exc})"

@@ -21,7 +21,8 @@ from pytest_theory.contracts.errors import ContractError, ErrorCode
 FACETS: tuple[str, ...] = ("/artifacts", "/plan", "/streams", "/scratch")
 MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
-EXECUTION_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+#: Matched with ``fullmatch``: ``$`` alone would let a trailing newline through.
+EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 PLACEHOLDER = "{execution_id}"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -92,7 +93,7 @@ def validate_execution_id(execution_id: object) -> str:
     """``[A-Za-z0-9_.-]{1,128}``, and not ``.`` or ``..`` (it becomes a path segment)."""
     if (
         not isinstance(execution_id, str)
-        or not EXECUTION_ID_RE.match(execution_id)
+        or not EXECUTION_ID_RE.fullmatch(execution_id)
         or execution_id in (".", "..")
     ):
         raise ContractError(ErrorCode.ERR_PAYLOAD, "execution_id must match [A-Za-z0-9_.-]{1,128}")

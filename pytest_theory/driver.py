@@ -23,6 +23,7 @@ from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 
 from pytest_theory.adapters.base import Adapter, ProcessorHandle, invoke_kwargs
+from pytest_theory.adapters.http import MAX_ENVELOPE_BYTES, MAX_STREAM_BYTES, TIMEOUT_GRACE_S
 from pytest_theory.contracts import schemas
 from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
 from pytest_theory.registry import ProcessorSpec
@@ -32,7 +33,6 @@ T = TypeVar("T")
 PREFIX = "/artifacts/theory/{execution_id}/"
 #: The drivers a test used, on its item's stash (for failure reports).
 DRIVERS = pytest.StashKey[list["Driver"]]()
-HTTP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 LOG_SETTLE_S = 10.0  # how long the lines of a run may take to reach the log collector
 
 
@@ -165,7 +165,7 @@ class Driver:
 
     def get(self, path: str) -> httpx.Response:
         """``GET path``, recorded."""
-        return self.recorder.send("GET", path, timeout=HTTP_TIMEOUT)
+        return self.recorder.send("GET", path, deadline_s=self.deadline_s)
 
     def _post(
         self, path: str, payload: Any, content: bytes | None, headers: dict[str, str] | None
@@ -173,9 +173,20 @@ class Driver:
         if content is None:
             content = json.dumps(payload).encode()
             headers = {"content-type": "application/json", **(headers or {})}
+        # A total deadline and a size cap on the answer (adapters.http), not a per-read timeout.
         return self.recorder.send(
-            "POST", path, content=content, headers=headers or {}, timeout=HTTP_TIMEOUT
+            "POST",
+            path,
+            content=content,
+            headers=headers or {},
+            deadline_s=self.deadline_s,
+            limit=MAX_STREAM_BYTES if path == "/run-stream" else MAX_ENVELOPE_BYTES,
         )
+
+    @property
+    def deadline_s(self) -> float:
+        """How long one exchange may take in all: ``runtime.timeout_s`` plus the adapters' grace."""
+        return float(self.spec.timeout_s) + float(TIMEOUT_GRACE_S)
 
     def run(
         self,

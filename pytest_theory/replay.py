@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from pytest_theory.adapters.base import Launch
+from pytest_theory.adapters.http import MAX_ENVELOPE_BYTES, bounded_request
 
 #: Where the replayed processor listens: host port 8000, or $THEORY_PORT.
 BASE_URL = 'http://127.0.0.1:"${THEORY_PORT:-8000}"'
@@ -61,7 +62,10 @@ class Recorder:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | float | None = None,
+        deadline_s: float | None = None,
+        limit: int = MAX_ENVELOPE_BYTES,
     ) -> httpx.Response:
+        """Send and record one exchange; ``deadline_s`` bounds it in all, ``limit`` its answer."""
         exchange = Exchange(
             method.upper(),
             path,
@@ -70,9 +74,21 @@ class Recorder:
             execution_ids=_execution_ids(content),
         )
         self.exchanges.append(exchange)
-        response = self.client.request(
-            method, path, content=content, headers=exchange.headers, timeout=timeout
-        )
+        response: httpx.Response
+        if deadline_s is not None:
+            response = bounded_request(
+                self.client,
+                method,
+                path,
+                deadline_s=deadline_s,
+                limit=limit,
+                content=content,
+                headers=exchange.headers,
+            )
+        else:
+            response = self.client.request(
+                method, path, content=content, headers=exchange.headers, timeout=timeout
+            )
         exchange.status, exchange.response = response.status_code, response.content
         return response
 

@@ -7,12 +7,20 @@ A processor's ``app/http.py`` is one line::
 Everything of the contract that is not the handler's own work lives here:
 payload and inputs validation, canonical error envelopes with the statuses of
 SPEC.md, write-prefix confinement, atomic outputs and receipts, logs, timeouts.
+
+What the app cannot reach: SPEC fixes the image's command to
+``uvicorn app.http:app --host 0.0.0.0 --port 8000``, so uvicorn's own HTTP layer
+(h11) answers malformed framing (a bad request line, broken chunking) with its
+bare ``text/plain`` 400 before any request reaches this app, and it alone could
+time out slow request headers. It closes idle keep-alive connections after 5 s
+(its default); the app bounds the body (``BODY_READ_TIMEOUT_S``, the size limit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -47,7 +55,13 @@ from pytest_theory.processors.runtime.logs import (
     take_over_process_output,
     utc_timestamp,
 )
-from pytest_theory.processors.runtime.world import World, output_world_path, plan_run_files
+from pytest_theory.processors.runtime.world import (
+    CommitGate,
+    World,
+    execution_folder,
+    output_world_path,
+    plan_run_files,
+)
 
 STREAM_EVENTS = frozenset({"progress", "log", "token"})
 #: Set by a host serving this app in its own process (the harness's inprocess adapter):
@@ -56,6 +70,8 @@ HOSTING: ContextVar[Hosting | None] = ContextVar("theory_hosting", default=None)
 #: Handler threads. A timed-out handler keeps its thread until it notices, so
 #: leave room beyond the CPU count.
 HANDLER_THREADS = 32
+#: A request body must arrive whole within this (a client trickling bytes holds no slot for long).
+BODY_READ_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ class Processor:
         self.handler = handler
         self.config = config
         self.logger = NdjsonLogger(config.ref, stream=log_stream, redactor=config.redactor)
-        self.world = World(config.artifacts_root)
+        self.world = World(config.artifacts_root, max_artifact_bytes=config.max_artifact_bytes)
         self.executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="handler")
         self.inputs_validator = schemas.inputs_validator(config.inputs_schema)
 
@@ -127,6 +143,13 @@ class Processor:
         mode = resolve_mode(payload["mode"], self.config.environ)
         execution_id = validate_execution_id(payload["execution_id"])
         prefix = expand_write_prefix(payload["write_prefix"], execution_id)
+        # Early and cheap; the commit itself walks without following links, whatever changed.
+        self.world.check_writable(prefix)
+        self.world.check_writable(execution_folder(execution_id))
+        if _has_non_finite(payload["inputs"]):
+            raise ContractError(
+                ErrorCode.ERR_INPUTS, "inputs hold a number too large for a JSON double"
+            )
         inputs_errors = list(self.inputs_validator.iter_errors(payload["inputs"]))
         if inputs_errors:
             raise ContractError(
@@ -165,16 +188,19 @@ class Processor:
             return self._settle(started, ids, *self.error(exc, _valid_id(ids["execution_id"])), exc)
         ids = {"execution_id": run.execution_id, "trace_id": run.trace_id}
         cancelled = threading.Event()
+        gate = CommitGate()
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(
-            self.executor, self._run_and_write, run, emit, cancelled, started
+            self.executor, self._run_and_write, run, emit, cancelled, gate, started
         )
         try:
-            envelope = await asyncio.wait_for(job, timeout=self.config.timeout_s)
-        except TimeoutError:
-            cancelled.set()
-            failure = ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
-            return self._settle(started, ids, *self.error(failure, run.execution_id), failure)
+            done, _ = await asyncio.wait({job}, timeout=self.config.timeout_s)
+            if not done and gate.cancel():
+                # Out of time and not committing: nothing of this run will be committed.
+                cancelled.set()
+                failure = ContractError(ErrorCode.ERR_TIMEOUT, "the run exceeded runtime.timeout_s")
+                return self._settle(started, ids, *self.error(failure, run.execution_id), failure)
+            envelope = await job  # done, or its commit began in time: a couple of renames
         except (ContractError, RunCancelled) as raised:
             failure = (
                 raised
@@ -219,6 +245,7 @@ class Processor:
         run: ValidRun,
         emit: Callable[[str, dict[str, Any]], None] | None,
         cancelled: threading.Event,
+        gate: CommitGate,
         started: float,
     ) -> dict[str, Any]:
         """Runs in a handler thread: call the handler, then write outputs and receipts."""
@@ -295,7 +322,12 @@ class Processor:
             receipt=receipt,
             determinism=determinism,
         )
-        self.world.commit(files, cancelled=cancelled.is_set)
+        self.world.commit(
+            files,
+            units=[run.prefix, execution_folder(run.execution_id)],
+            gate=gate,
+            cancelled=cancelled.is_set,
+        )
         return {
             "status": "success",
             "execution_id": run.execution_id,
@@ -350,6 +382,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _has_non_finite(value: Any) -> bool:
+    """True when a number parsed to inf (``1e999``): JSON cannot carry it back out."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -379,10 +425,16 @@ async def read_payload(request: Request, limit: int) -> dict[str, Any]:
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise ContractError(
+            ErrorCode.ERR_PAYLOAD, f"the body did not arrive within {BODY_READ_TIMEOUT_S:g}s"
+        ) from None
     try:
         payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
@@ -431,7 +483,8 @@ def create_app(
         image_digest=config.image_digest,
         fault_injection=config.fault_injection,
     )
-    app = FastAPI(title=config.ref, docs_url=None, redoc_url=None)
+    # redirect_slashes off: `POST /run/` is a 404, never a 307 to a Location built from Host.
+    app = FastAPI(title=config.ref, docs_url=None, redoc_url=None, redirect_slashes=False)
     document = openapi_document(
         title=config.ref, version=config.ref.rsplit("@", 1)[1], inputs_schema=config.inputs_schema
     )
@@ -490,6 +543,20 @@ async def _sse_events(
     def frame(event: str, data: Mapping[str, Any]) -> bytes:
         return format_sse_event(event=event, data_str=processor.encode(data))
 
+    # Token texts are one text in pieces: redacted joined, so a secret split across tokens
+    # is caught too (each frame is still redacted on its own by ``encode``).
+    tokens = processor.config.redactor.stream()
+
+    def frames(event: str, data: dict[str, Any]) -> list[bytes]:
+        if event == "token" and isinstance(data.get("text"), str):
+            text = tokens.feed(data["text"])
+            return [frame(event, {**data, "text": text})] if text else []
+        return [*flush(), frame(event, data)]
+
+    def flush() -> list[bytes]:
+        text = tokens.flush()
+        return [frame("token", {"text": text})] if text else []
+
     task = asyncio.ensure_future(processor.execute(payload, emit))
     while True:
         getter = asyncio.ensure_future(queue.get())
@@ -497,9 +564,13 @@ async def _sse_events(
         if not getter.done():
             getter.cancel()
             break
-        yield frame(*getter.result())
+        for chunk in frames(*getter.result()):
+            yield chunk
     await asyncio.sleep(0)  # let events scheduled by the last handler call land
     while not queue.empty():
-        yield frame(*queue.get_nowait())
+        for chunk in frames(*queue.get_nowait()):
+            yield chunk
+    for chunk in flush():
+        yield chunk
     _status, envelope = task.result()
     yield frame("done", envelope)

@@ -20,6 +20,8 @@ from pytest_theory.contracts.outputs import declared_output
 from pytest_theory.processors.runtime.logs import Redactor
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+#: ``$artifact`` inputs larger than this are ERR_INPUTS unless registry.yaml says otherwise.
+DEFAULT_MAX_ARTIFACT_BYTES = 32 * 1024 * 1024
 #: Operator knobs read from the environment (all optional).
 ENV_ARTIFACTS_ROOT = "THEORY_ARTIFACTS_ROOT"  # where the world's /artifacts is mounted
 ENV_MAX_BODY_BYTES = "THEORY_MAX_BODY_BYTES"
@@ -92,6 +94,11 @@ class ProcessorConfig:
         except ValueError:
             override = float("inf")
         return min(declared, override) if override > 0 else declared
+
+    @property
+    def max_artifact_bytes(self) -> int:
+        """``runtime.max_artifact_bytes`` from registry.yaml, else the runtime's default."""
+        return int(self.spec["runtime"].get("max_artifact_bytes", DEFAULT_MAX_ARTIFACT_BYTES))
 
     @property
     def max_body_bytes(self) -> int:

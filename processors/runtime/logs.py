@@ -47,6 +47,14 @@ class Redactor:
             value = value.replace(secret.encode(), REDACTED.encode())
         return value
 
+    @property
+    def longest(self) -> int:
+        return len(self._values[0]) if self._values else 0
+
+    def stream(self) -> StreamRedactor:
+        """A redactor for text that arrives in pieces (streamed tokens)."""
+        return StreamRedactor(self)
+
     def obj(self, value: Any) -> Any:
         """A copy of a JSON-like value with secrets redacted in every string (keys too)."""
         if not self._values:
@@ -58,6 +66,34 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.obj(v) for v in value]
         return value
+
+
+class StreamRedactor:
+    """Redacts text sent in pieces, so a secret split across pieces is still caught.
+
+    The joined text is redacted, and its last ``longest - 1`` characters are held
+    back: a secret that has begun but not ended can only start there.
+    """
+
+    def __init__(self, redactor: Redactor):
+        self._redactor = redactor
+        self._hold = max(redactor.longest - 1, 0)
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        """What of the text so far can be released now."""
+        text = self._redactor.text(self._pending + piece)
+        cut = len(text) - self._hold
+        if cut <= 0:
+            self._pending = text
+            return ""
+        self._pending = text[cut:]
+        return text[:cut]
+
+    def flush(self) -> str:
+        """The rest, at the end of the stream (or before another kind of event)."""
+        text, self._pending = self._redactor.text(self._pending), ""
+        return text
 
 
 def utc_timestamp() -> str:

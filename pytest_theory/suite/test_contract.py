@@ -479,6 +479,45 @@ def test_secret_values_appear_nowhere(theory_variant: Any, theory_spec: Processo
     assert_no_secret(CANARY, texts)
 
 
+@rule("secrets")
+def test_a_secret_split_across_streamed_tokens_is_redacted(
+    theory_session: TheorySession,
+    theory_target: Any,
+    theory_spec: ProcessorSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (real mode, CI
+    unset, a local provider streaming the key back in 3-character tokens)."""
+    from pytest_theory import provider
+
+    urls = [n for n in theory_spec.secrets_declared if n.endswith("_BASE_URL")]
+    if not theory_spec.secrets_required or not urls:
+        pytest.skip("no way to point the processor at a local provider (a *_BASE_URL secret)")
+    adapter = theory_session.adapter(theory_target.adapter)
+    if not adapter.sets_environment:
+        pytest.skip("needs a processor the harness starts itself, with the provider's address")
+    host = provider.address_for_processors()
+    key = f"sk-{CANARY}-split"
+    monkeypatch.delenv("CI", raising=False)
+    with provider.serving(host) as port:
+        environment = {"IMAGE_DIGEST": adapter.digest_for(theory_spec)}
+        environment[urls[0]] = f"http://{host}:{port}/v1"
+        environment.update({name: key for name in theory_spec.secrets_required})
+        world = theory_session.world(theory_target)
+        handle = adapter.acquire(
+            theory_spec, environment=environment, world_root=world, opts={"reuse": False}
+        )
+        try:
+            driver = Driver(handle, theory_spec, mode="real", world=world)
+            run = driver.stream()
+            texts = [run.text, handle.stderr() or ""]
+        finally:
+            adapter.release(handle, broken=True)
+    if (run.envelope or {}).get("status") != "success":
+        pytest.skip(f"no real run completed against the local provider: {run.text[-300:]}")
+    assert_no_secret(key, texts)
+
+
 # -- adapters: CI safety, digest drift, concurrency -------------------------------------------
 
 

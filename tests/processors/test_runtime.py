@@ -380,3 +380,83 @@ def test_log_lines_survive_unicode_line_separators(make_app: MakeApp) -> None:
     text = app.log.getvalue()
     assert text.splitlines() == text.split("\n")[:-1]
     assert all(json.loads(line) for line in text.splitlines())
+
+
+# -- hardening (issue 16) ---------------------------------------------------------------
+
+
+def test_a_secret_split_across_tokens_is_redacted(make_app: MakeApp) -> None:
+    secret = "sk-split-0123456789"
+
+    def echo(ctx: RunContext) -> Result:
+        text = f"the key: {ctx.secrets['OPENAI_API_KEY']}!"
+        for i in range(0, len(text), 3):
+            ctx.emit("token", {"text": text[i : i + 3]})
+        ctx.emit("progress", {"stage": "between"})
+        ctx.emit("token", {"text": "end"})
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(echo, environ={"OPENAI_API_KEY": secret})
+    events = app.stream(payload(mode="real"))
+    tokens = "".join(json.loads(e.data)["text"] for e in events if e.event == "token")
+    assert tokens == "the key: [REDACTED]!end"
+    # Held-back text is sent before any other event, so the order of the text holds.
+    between = next(i for i, e in enumerate(events) if "between" in e.data)
+    before = "".join(json.loads(e.data)["text"] for e in events[:between] if e.event == "token")
+    assert before == "the key: [REDACTED]!"
+    assert all(secret not in e.data for e in events)
+
+
+def test_non_finite_numbers_in_inputs_are_err_inputs(make_app: MakeApp) -> None:
+    from pytest_theory.processors.replicate_generic.app.handler import handle
+    from tests.processors.conftest import REGISTRY
+
+    app = make_app(handle, registry_path=REGISTRY.get_spec("replicate/generic@1").path)
+    body = json.dumps(
+        payload(
+            ref="replicate/generic@1",
+            inputs={"schema": "v1", "params": {"model": "a/b", "input": {"x": 12345}}},
+        )
+    ).replace("12345", "1e999")
+    response = app.run(content=body.encode(), headers={"content-type": "application/json"})
+    assert_error(response, "ERR_INPUTS", 400)
+    assert app.files() == []
+
+
+def test_an_execution_id_with_a_trailing_newline_is_refused(make_app: MakeApp) -> None:
+    app = make_app()
+    envelope = assert_error(app.run(payload(execution_id="e-1\n")), "ERR_PAYLOAD", 400)
+    assert envelope["execution_id"] == ""
+    assert app.files() == []
+
+
+def test_a_trailing_slash_is_not_redirected(make_app: MakeApp) -> None:
+    response = make_app().request("POST", "/run/", json=payload(), headers={"host": "evil.example"})
+    assert response.status_code == 404 and "location" not in response.headers
+
+
+def test_a_body_that_trickles_is_cut_off(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from pytest_theory.processors.runtime import app as runtime_app
+
+    monkeypatch.setattr(runtime_app, "BODY_READ_TIMEOUT_S", 0.2)
+
+    async def trickle() -> Any:
+        yield b"{"
+        await asyncio.sleep(5)
+        yield b"}"
+
+    response = make_app().run(content=trickle(), headers={"content-type": "application/json"})
+    assert_error(response, "ERR_PAYLOAD", 400)
+
+
+def test_the_commit_gate_decides_once() -> None:
+    from pytest_theory.processors.runtime.world import CommitGate
+
+    gate = CommitGate()
+    assert gate.cancel() and not gate.claim()
+    gate = CommitGate()
+    assert gate.claim() and not gate.cancel()
