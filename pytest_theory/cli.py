@@ -11,6 +11,8 @@ theory check [REF ...|--all]       exit 1 when a lock or a pin is stale, a pin d
                                    or is not what this source pushed (--offline: the source only)
 theory prune [REF ...|--all]       remove image tags of older sources (not the current or pinned)
 theory base                        make the local base image (debootstrap, cached)
+theory report merge DIR... --out D merge the --theory-report cells of many jobs into one matrix;
+                                   exit 1 on a failed cell (same as ``theory-report``)
 
 Your processors are the folders under your registry roots: ``--registry PATH``, or
 ``theory_registry`` in your pytest ini file (pytest.ini, pyproject.toml, tox.ini, setup.cfg),
@@ -369,6 +371,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "theory") -> int:
 
     from pytest_theory.registry import RegistryError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:  # the report commands keep their own parser
+        from pytest_theory.report.cli import main as report_main
+
+        return report_main(argv[1:])
     args = _parser(prog).parse_intermixed_args(argv)
     try:
         if args.command == "new":

@@ -151,6 +151,18 @@ def test_merge_refuses_what_is_not_a_cell(
     assert not (tmp_path / "out").exists()
 
 
+def test_the_author_command_mounts_report_merge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_theory.cli import main as theory_main
+
+    (tmp_path / "job" / "cells").mkdir(parents=True)
+    (tmp_path / "job" / "cells" / "x.json").write_text('{"schema": "nope"}')
+    argv = ["report", "merge", str(tmp_path / "job"), "--out", str(tmp_path / "out")]
+    assert theory_main(argv) == 2
+    assert "not a report cell" in capsys.readouterr().err
+
+
 def test_reuse_needs_a_report_folder(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--theory-ref", "llm/litellm@1", "--theory-reuse")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
