@@ -22,7 +22,7 @@ from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.rules import RULES, rule_of
-from pytest_theory.session import Target, TheorySession
+from pytest_theory.session import SESSION, Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures"]
 
@@ -186,6 +186,22 @@ def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: st
         if tail:
             report.sections.append(
                 (f"processor stderr (last {LOG_TAIL_LINES} lines)", "\n".join(tail))
+            )
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """``--theory-keep``: where each kept container answers, and schemathesis' CLI line for it."""
+    session = config.stash.get(SESSION, None)
+    if session is None or not session.kept:
+        return
+    from pytest_theory.fuzz import SCHEMATHESIS_CONFIG  # schemathesis is slow to import
+
+    terminalreporter.write_sep("=", "pytest-theory: containers kept (--theory-keep)")
+    for target, variant, url in session.kept:
+        terminalreporter.write_line(f"{target} ({variant}): {url}")
+        if variant == "canary":  # started with CI=true: a fuzzed `mode: real` is refused
+            terminalreporter.write_line(
+                f"  st --config-file {SCHEMATHESIS_CONFIG} run {url}/openapi.json"
             )
 
 
