@@ -66,13 +66,25 @@ def _json_string(schema: Any) -> dict[str, Any]:
 
 def sse_item_schema() -> dict[str, Any]:
     """One event of ``/run-stream`` as schemathesis parses it (``event``, ``data``, maybe
-    ``id``/``retry``): ``sse_event.json`` with each ``data`` read as a JSON string."""
-    schema = bundled_schema("sse_event")
-    for branch in schema["oneOf"]:
-        properties = branch["properties"]
-        properties["data"] = _json_string(properties["data"])
-        properties.update(id={"type": "string"}, retry={"type": "integer"})
-    return schema
+    ``id``/``retry``): ``sse_event.json``'s two kinds, each ``data`` read as a JSON string.
+
+    if/then rather than oneOf, so a bad ``done`` is reported by what its envelope lacks.
+    """
+    streamed, done = bundled_schema("sse_event")["oneOf"]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": [*streamed["properties"]["event"]["enum"], "done"]},
+            "data": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "if": {"properties": {"event": done["properties"]["event"]}},
+        "then": {"properties": {"data": _json_string(done["properties"]["data"])}},
+        "else": {"properties": {"data": _json_string(streamed["properties"]["data"])}},
+    }
 
 
 #: The whole stream, as a list of events: exactly one ``done`` (SPEC §2). That it comes
