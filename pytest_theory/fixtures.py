@@ -11,6 +11,7 @@ removed at its end, also after a failure or Ctrl-C.
 ``theory_driver``      the ``Driver`` behind them (payloads, raw bodies, world snapshots)
 ``theory_variant``     ``theory_variant("canary"|"bare"|"fault")`` -> a ``Driver`` on that variant
 ``theory_world``       the processor's world folder (``artifacts/`` is its ``/artifacts``)
+``theory_schema``      the processor as a schemathesis schema, for ``schemathesis.pytest.from_fixture``
 ``theory_spec``, ``theory_ref``, ``theory_registry``, ``theory_adapter``, ``theory_target``
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +146,35 @@ def theory_run(theory_driver: Driver) -> Callable[..., Run]:
 def theory_stream(theory_driver: Driver) -> Callable[..., Run]:
     """``theory_stream(**overrides)``: POST /run-stream with a valid payload, as a ``Run``."""
     return lambda **overrides: theory_driver.stream(theory_driver.payload(**overrides))
+
+
+@pytest.fixture(scope="session")
+def theory_schema(theory_session: TheorySession, theory_target: Target) -> Any:
+    """The processor under test as a schemathesis schema, bound to its base URL::
+
+        schema = schemathesis.pytest.from_fixture("theory_schema")
+
+        @schema.parametrize()
+        @pytest.mark.theory(ref="llm/litellm@1")
+        def test_api(case):
+            case.call_and_validate()
+
+    The schema is the processor's own ``/openapi.json`` read with the schemathesis
+    configuration shipped with pytest-theory (``pytest_theory/schemathesis.toml``): it
+    changes schemathesis' defaults only where SPEC.md decides otherwise, each change
+    citing SPEC.md, so every default check applies. The contract suite's fuzzing reads
+    the same schema and configuration (``pytest_theory.fuzz.processor_schema``).
+
+    The processor is the target's ``canary`` variant, started with ``CI=true``: a
+    generated ``mode: real`` is refused with ERR_CI_SAFETY (SPEC §1), so fuzzing never
+    reaches a provider. schemathesis calls it over HTTP: ``local`` (skipped for
+    ``inprocess``, which has no URL, and ``modal``, whose processors the harness does
+    not start).
+    """
+    if theory_target.adapter == "inprocess":
+        pytest.skip("schemathesis calls the processor over HTTP: use the local adapter")
+    handle = _boot(theory_session, theory_target, "canary")
+    from pytest_theory.fuzz import processor_schema  # schemathesis is slow to import
+
+    document = handle.client.get("/openapi.json", timeout=30).json()
+    return processor_schema(document, base_url=handle.base_url)

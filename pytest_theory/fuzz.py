@@ -5,6 +5,11 @@ Cases are sent through the processor handle's client, so the same fuzzing runs
 against a container, an in-process app or a Modal endpoint. ``mode: real`` is
 turned into ``mock``: fuzzing must never reach a provider.
 
+Cases come from ``processor_schema``: the processor's document read with the
+schemathesis configuration shipped beside this module (``schemathesis.toml``), the
+same schema and configuration the ``theory_schema`` fixture gives a user's
+schemathesis tests and the ``st run`` recipe passes to schemathesis' CLI.
+
 Generation is derandomized, so the cases for one schema are always the same; they
 are generated once and kept in pytest's cache (``.pytest_cache``, cleared by
 ``--cache-clear``), keyed by the schema, the example count and the generators'
@@ -26,6 +31,7 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
 from schemathesis.core import NotSet
 from schemathesis.generation import GenerationMode
 
@@ -35,6 +41,9 @@ from pytest_theory.contracts import canonical_json, cid_of_bytes
 from pytest_theory.contracts.hashing import CID_PREFIX
 from pytest_theory.driver import Driver, Run, parse_sse
 from pytest_theory.replay import Recorder, reproduction
+
+#: SPEC.md's choices where they differ from schemathesis' defaults (each cites SPEC.md).
+SCHEMATHESIS_CONFIG = Path(__file__).resolve().with_name("schemathesis.toml")
 
 #: ``check(case, response)``: raise AssertionError to report a failing case.
 Check = Callable[["FuzzCase", httpx.Response], None]
@@ -73,6 +82,20 @@ def check_run_answer(case: FuzzCase, response: httpx.Response) -> None:
 def check_stream_answer(case: FuzzCase, response: httpx.Response) -> None:
     """/run-stream: HTTP 200 and events ending in exactly one ``done`` carrying an envelope."""
     assert_stream(case.as_run(response))
+
+
+def schemathesis_config(base_url: str | None = None) -> SchemathesisConfig:
+    """The shipped configuration (never a ``schemathesis.toml`` found in the working
+    directory), bound to ``base_url`` when given."""
+    config = SchemathesisConfig.from_path(SCHEMATHESIS_CONFIG)
+    if base_url is not None:
+        config.projects.override.update(base_url=base_url)
+    return config
+
+
+def processor_schema(document: dict[str, Any], base_url: str | None = None) -> Any:
+    """The processor's ``/openapi.json`` as a schemathesis schema with the shipped configuration."""
+    return schemathesis.openapi.from_dict(document, config=schemathesis_config(base_url))
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -173,8 +196,8 @@ def fuzz_endpoint(
     requests = cached_cases(
         cache,
         "openapi",
-        [document, method, path, examples],
-        lambda: _draw_requests(schemathesis.openapi.from_dict(document)[path][method], examples),
+        [document, SCHEMATHESIS_CONFIG.read_text("utf-8"), method, path, examples],
+        lambda: _draw_requests(processor_schema(document)[path][method], examples),
     )
     for request in requests:
         body = base64.b64decode(request["raw"]) if "raw" in request else request.get("body")

@@ -27,7 +27,7 @@ from pytest_theory.driver import DRIVERS, Driver
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.replay import lines_of, reproduction
 from pytest_theory.rules import rule_of, rule_text
-from pytest_theory.session import Target, TheorySession
+from pytest_theory.session import SESSION, Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures", "pytest_theory.report.plugin"]
 
@@ -283,6 +283,22 @@ def _replay_folder(item: pytest.Item) -> Path:
         else Path(tempfile.gettempdir(), "theory-replay")
     )
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "-", item.nodeid)[-150:]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """``--theory-keep``: where each kept container answers, and schemathesis' CLI line for it."""
+    session = config.stash.get(SESSION, None)
+    if session is None or not session.kept:
+        return
+    from pytest_theory.fuzz import SCHEMATHESIS_CONFIG  # schemathesis is slow to import
+
+    terminalreporter.write_sep("=", "pytest-theory: containers kept (--theory-keep)")
+    for target, variant, url in session.kept:
+        terminalreporter.write_line(f"{target} ({variant}): {url}")
+        if variant == "canary":  # started with CI=true: a fuzzed `mode: real` is refused
+            terminalreporter.write_line(
+                f"  st --config-file {SCHEMATHESIS_CONFIG} run {url}/openapi.json"
+            )
 
 
 class RuleSummary:

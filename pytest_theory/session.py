@@ -64,6 +64,8 @@ class TheorySession:
         self._background: ThreadPoolExecutor | None = None
         self._closed = False
         self._lock = threading.RLock()
+        #: ``(target, variant, base_url)`` of each container ``--theory-keep`` left running.
+        self.kept: list[tuple[Target, str, str]] = []
 
     @classmethod
     def of(cls, config: pytest.Config) -> TheorySession:
@@ -221,11 +223,17 @@ class TheorySession:
             self._background.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             adapters, self._adapters = list(self._adapters.values()), {}
-            boots, self._boots = list(self._boots.values()), {}
-        for future in boots:
+            boots, self._boots = dict(self._boots), {}
+        for future in boots.values():
             if not future.done():  # queued and cancelled: whoever waits must not wait forever
                 future.set_exception(
                     RuntimeError("the session closed before this processor booted")
                 )
         for adapter in adapters:
             adapter.close(keep=self.options.keep)  # kept: for debugging, reaped by the next run
+        if self.options.keep:
+            self.kept = [
+                (target, variant, future.result().base_url)
+                for (target, variant), future in sorted(boots.items())
+                if target.adapter == "local" and future.exception() is None
+            ]

@@ -486,7 +486,10 @@ def create_app(
     # redirect_slashes off: `POST /run/` is a 404, never a 307 to a Location built from Host.
     app = FastAPI(title=config.ref, docs_url=None, redoc_url=None, redirect_slashes=False)
     document = openapi_document(
-        title=config.ref, version=config.ref.rsplit("@", 1)[1], inputs_schema=config.inputs_schema
+        title=config.ref,
+        version=config.ref.rsplit("@", 1)[1],
+        inputs_schema=config.inputs_schema,
+        ref=config.ref,
     )
     app.openapi = lambda: document  # type: ignore[method-assign]
     app.state.processor = processor
@@ -503,8 +506,11 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        # Unknown paths and methods: not part of the contract, but still JSON.
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        # Unknown paths and methods: not part of the contract, but still JSON, with the
+        # framework's headers kept (a 405's ``Allow``, which RFC 9110 requires).
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, bool]:
