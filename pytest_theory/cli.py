@@ -404,5 +404,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "theory") -> int:
         return 2
 
 
+def images_main(argv: Sequence[str] | None = None) -> int:
+    """``theory-images``: the same command by its old name (it lives here, not in images/,
+    because images may not import the plugin's side)."""
+    return main(argv, prog="theory-images")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from pytest_theory.adapters import LocalAdapter
+from pytest_theory.cli import images_main as theory_images
 from pytest_theory.contracts.digests import normalize_digest
 from pytest_theory.images import pins
-from pytest_theory.images.cli import main as theory_images
 from pytest_theory.registry import load_spec
 from pytest_theory.registry.yamltext import without_pins
 from tests.conftest import REPO

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from pytest_theory.cli import images_main as theory_images
 from pytest_theory.images import build_image, content_tag, pin_status, source_hash, write_pin
-from pytest_theory.images.cli import main as theory_images
 from pytest_theory.images.context import runtime_lock, write_context_tar
 from pytest_theory.images.wheels import read_lock
 from pytest_theory.registry import Registry, load_spec
