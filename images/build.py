@@ -38,6 +38,8 @@ class ResolvedImage:
     digest: str  # sha256:<hex>, what the processor must report as IMAGE_DIGEST
     source_hash: str | None
     built: bool = False
+    #: Which base a build used (python:3.11-slim or the local stand-in), for the build output.
+    base: str = ""
 
 
 def repository(spec: ProcessorSpec) -> str:
@@ -69,7 +71,7 @@ def build_image(
         with tempfile.TemporaryFile() as tar:
             context.write_context_tar(spec, tar, host_platform())
             tar.seek(0)
-            log: list[str] = []
+            log: list[str] = [base.describe(base_tag)]
             try:
                 for chunk in client.api.build(
                     fileobj=tar,
@@ -90,9 +92,13 @@ def build_image(
                             f"building {spec.ref} failed:\n" + "\n".join(log[-30:])
                         )
             except APIError as exc:
-                raise ImageBuildError(f"building {spec.ref} failed: {exc.explanation}") from None
+                raise ImageBuildError(
+                    f"building {spec.ref} failed: {exc.explanation}\n{log[0]}"
+                ) from None
         image = client.images.get(tag)
-    return ResolvedImage(tag, normalize_digest(image.id), source_hash, built=True)
+    return ResolvedImage(
+        tag, normalize_digest(image.id), source_hash, built=True, base=base.describe(base_tag)
+    )
 
 
 def find_pinned(

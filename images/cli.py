@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "base":
             started = time.monotonic()
-            print(f"{base.ensure_base_image()}  ({time.monotonic() - started:.1f}s)")
+            tag = base.ensure_base_image()
+            print(f"{tag}  ({time.monotonic() - started:.1f}s)\n  {base.describe(tag)}")
             return 0
         failed = 0
         if args.command == "lock" and (args.all or not args.refs):
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{spec.ref}: {image.reference} {image.digest} "
                     f"({note}, {time.monotonic() - started:.1f}s)"
                 )
+                if image.base:
+                    print(f"  {image.base}")
         return 1 if failed else 0
     except (RegistryError, RuntimeError, docker.errors.DockerException) as exc:
         print(f"theory-images: {exc}", file=sys.stderr)
