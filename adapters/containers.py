@@ -27,6 +27,10 @@ LABEL_REF = "org.pytest-theory.ref"
 LABEL_SESSION = "org.pytest-theory.session"
 CONTAINER_PORT = 8000
 SESSION = uuid.uuid4().hex[:8]
+#: One test run's containers, across the processes it starts (inherited through the
+#: environment): what a run counts as its own leaks on an engine shared with other runs.
+LABEL_RUN = "org.pytest-theory.run"
+RUN_ID = os.environ.setdefault("THEORY_RUN_ID", SESSION)
 _names = itertools.count(1)
 
 
@@ -98,6 +102,7 @@ class ProcessorContainer:
             LABEL_MANAGED: "1",
             LABEL_OWNER: owner_label(),
             LABEL_SESSION: SESSION,
+            LABEL_RUN: RUN_ID,
             LABEL_REF: ref,
         }
         self.resources: dict[str, Any] = {}

@@ -110,14 +110,17 @@ def _leftovers() -> dict[str, set[str]] | None:
     import docker
     from docker.errors import DockerException
 
-    from pytest_theory.adapters.containers import LABEL_MANAGED
+    from pytest_theory.adapters.containers import LABEL_MANAGED, LABEL_RUN, RUN_ID
 
     try:
         client = docker.from_env()
         label = {"label": f"{LABEL_MANAGED}=1"}
+        # This run's own containers only (its processes share RUN_ID), not other runs' on
+        # a shared engine.
+        mine = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_RUN}={RUN_ID}"]}
         return {
             "containers": {
-                c.name for c in client.containers.list(all=True, filters=label, ignore_removed=True)
+                c.name for c in client.containers.list(all=True, filters=mine, ignore_removed=True)
             },
             "networks": {n.name for n in client.networks.list(filters=label)},
             "volumes": {v.name for v in client.volumes.list(filters=label)},
