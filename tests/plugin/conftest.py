@@ -97,11 +97,15 @@ FOREIGN = FIXTURES / "foreign"
 #: is the template with one edit, ``(file, old, new)``, breaking one sentence of SPEC.md; and
 #: the rule and check that sentence belongs to.
 FOREIGN_BREAKS: dict[str, tuple[tuple[str, str, str], str, str]] = {
-    # §2 GET /healthz answers 200 {"ok": true}
-    "healthz_not_true": (
-        ("app/http.py", 'return {"ok": True}', 'return {"ok": "yes"}'),
-        "healthz",
-        "test_healthz_answers_ok",
+    # §5 every run logs http.run.start and http.run.settle (with status and elapsed_ms)
+    "settle_without_elapsed_ms": (
+        (
+            "app/http.py",
+            'log("info", "http.run.settle", status=envelope["status"], elapsed_ms=elapsed_ms, **tags)',
+            'log("info", "http.run.settle", status=envelope["status"], **tags)',
+        ),
+        "logs",
+        "test_runs_log_start_settle_and_refusals",
     ),
     # §2 /openapi.json describes the three endpoints
     "openapi_hides_healthz": (
