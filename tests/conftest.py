@@ -90,10 +90,15 @@ def _owned_by_a_sibling(labels: dict[str, str]) -> bool:
 
 
 def our_containers(client: Any) -> set[str]:
-    """Containers of ours that this process (or what it started) is answerable for."""
-    from pytest_theory.adapters.containers import managed_containers
+    """Containers of ours that this process (or what it started) is answerable for: this
+    run's label (not another run's on a shared engine), and not an xdist sibling's."""
+    from pytest_theory.adapters.containers import LABEL_RUN, RUN_ID, managed_containers
 
-    return {c.name for c in managed_containers(client) if not _owned_by_a_sibling(c.labels)}
+    return {
+        c.name
+        for c in managed_containers(client)
+        if c.labels.get(LABEL_RUN) == RUN_ID and not _owned_by_a_sibling(c.labels)
+    }
 
 
 @pytest.fixture
