@@ -84,7 +84,7 @@ def test_each_broken_foreign_processor_fails_exactly_its_own_rule(
             summary["not_run"],
             summary["boot"],
         )
-        expected = (RULES - 1, RULES, {rule: {check}}, FAULTS_NOT_DECLARED, None)
+        expected = (RULES - 1, RULES, {rule: set(check.split())}, FAULTS_NOT_DECLARED, None)
         assert verdict == expected, f"{name}: {verdict}\n{output[-4000:]}"
     assert "KeyError" not in output
 
