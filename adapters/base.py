@@ -117,6 +117,10 @@ class ProcessorHandle(Protocol):
     def exec(self, argv: Sequence[str]) -> int | None:
         """Run ``argv`` inside the processor's image; its exit code."""
 
+    def docker_health(self, timeout_s: float) -> tuple[str, list[str]] | None:
+        """Docker's own HEALTHCHECK verdict once past ``starting`` (waiting at most
+        ``timeout_s``), with the output of its last probes."""
+
     def launch(self) -> Launch | None:
         """The image and environment names that start the same processor (for replays)."""
 
@@ -416,6 +420,19 @@ def check_envelope(
     invocation: Invocation, status: int | None, envelope: Any, *, expected_digest: str | None
 ) -> dict[str, Any]:
     """The processor's envelope, or raise ``AdapterError`` when it breaks the contract or drifted."""
+    meta = envelope.get("meta") if isinstance(envelope, dict) else None
+    reported = meta.get("image_digest") if isinstance(meta, dict) else None
+    # Drift first: it is judged from meta.image_digest alone, even in an invalid envelope.
+    if (
+        isinstance(reported, str)
+        and reported
+        and expected_digest
+        and not digests_equal(reported, expected_digest)
+    ):
+        raise AdapterError(
+            ErrorCode.ERR_IMAGE_DIGEST_MISMATCH,
+            f"the processor runs {reported}, expected {normalize_digest(expected_digest)}",
+        )
     problems = schemas.problems("envelope", envelope)
     if problems:
         raise AdapterError(

@@ -44,6 +44,10 @@ LABEL_REF = "org.pytest-theory.ref"
 LABEL_SESSION = "org.pytest-theory.session"
 CONTAINER_PORT = 8000
 SESSION = uuid.uuid4().hex[:8]
+#: One test run's containers, across the processes it starts (inherited through the
+#: environment): what a run counts as its own leaks on an engine shared with other runs.
+LABEL_RUN = "org.pytest-theory.run"
+RUN_ID = os.environ.setdefault("THEORY_RUN_ID", SESSION)
 _names = itertools.count(1)
 # Set on testcontainers' config, not through TESTCONTAINERS_RYUK_DISABLED and
 # TESTCONTAINERS_CONNECTION_MODE, so nothing of this process's environment changes.
@@ -135,6 +139,7 @@ class ProcessorContainer(DockerContainer):
             LABEL_MANAGED: "1",
             LABEL_OWNER: owner_label(),
             LABEL_SESSION: SESSION,
+            LABEL_RUN: RUN_ID,
             LABEL_REF: ref,
         }
         # Published on 127.0.0.1 only (testcontainers' with_bind_ports binds every interface).
@@ -290,6 +295,21 @@ class ProcessorContainer(DockerContainer):
         ``TimeoutError`` past ``timeout_s``, ``RuntimeError`` on ``unhealthy``."""
         strategy = HealthcheckWaitStrategy().with_startup_timeout(timedelta(seconds=timeout_s))
         strategy.wait_until_ready(self)
+
+    def docker_health(self, timeout_s: float) -> tuple[str, list[str]]:
+        """Docker's HEALTHCHECK verdict once past ``starting`` (at most ``timeout_s``), with
+        the output of its last two probes. Unlike ``wait_docker_healthy`` it reports any
+        verdict, so a check can say what Docker saw."""
+        assert self.container is not None, "the container has not started"
+        deadline = time.monotonic() + timeout_s
+        while True:  # the verdict comes after the HEALTHCHECK's interval: wait on the state
+            self.container.reload()
+            health = self.container.attrs["State"].get("Health") or {}
+            status = str(health.get("Status", ""))
+            if status != "starting" or time.monotonic() > deadline:
+                probes = [str(p.get("Output", "")).strip()[:300] for p in health.get("Log") or []]
+                return status, probes[-2:]
+            time.sleep(0.5)
 
     def health_status(self) -> str:
         """Docker's own HEALTHCHECK verdict: ``starting``, ``healthy`` or ``unhealthy``."""

@@ -149,6 +149,9 @@ class InprocessHandle:
     def exec(self, argv: Sequence[str]) -> None:
         return None  # there is no image here
 
+    def docker_health(self, timeout_s: float) -> None:
+        return None  # nor a Docker to run its HEALTHCHECK
+
     def launch(self) -> Launch | None:
         """The pinned image (what this source builds to while the pins are current)."""
         return Launch(self.pinned_image, self.environment_names) if self.pinned_image else None

@@ -86,6 +86,9 @@ class LocalHandle:
     def exec(self, argv: Sequence[str]) -> int:
         return self.container.exit_code_of(argv)
 
+    def docker_health(self, timeout_s: float) -> tuple[str, list[str]]:
+        return self.container.docker_health(timeout_s)
+
     def launch(self) -> Launch:
         return Launch(self.image.reference, tuple(sorted(self.container.env)))
 

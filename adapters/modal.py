@@ -147,6 +147,9 @@ class ModalHandle:
     def exec(self, argv: Sequence[str]) -> None:
         return None
 
+    def docker_health(self, timeout_s: float) -> None:
+        return None
+
     def launch(self) -> Launch | None:
         return None
 

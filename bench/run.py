@@ -146,6 +146,39 @@ def bench_warm_suite(client: docker.DockerClient, repeats: int) -> Figure:
     )  # fmt: skip
 
 
+def bench_examples(repeats: int) -> Figure:
+    """The suite on a processor whose registry has no ``inputs.examples`` (its payload is
+    generated once from the schema) against the same processor with examples."""
+    from tests.plugin.conftest import make_foreign
+
+    with tempfile.TemporaryDirectory(prefix="theory-bench-") as tmp:
+        root = Path(tmp)
+        refs = {name: make_foreign(root, name) for name in ("conforming", "without_examples")}
+
+        def suite(name: str) -> None:
+            done = subprocess.run(
+                [*PYTEST, "-p", "no:cacheprovider", "--theory-registry", str(root),
+                 "--theory-ref", refs[name]],
+                cwd=root, capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise SystemExit(f"the suite failed for {refs[name]}:\n{done.stdout[-3000:]}")
+
+        for name in refs:
+            suite(name)  # warm: images built
+        with_examples = statistics.median(
+            timed(lambda: suite("conforming")) for _ in range(repeats)
+        )
+        without = statistics.median(
+            timed(lambda: suite("without_examples")) for _ in range(repeats)
+        )
+    return Figure(
+        "suite on a processor without `inputs.examples`", without, "s", with_examples,
+        "the same processor with examples", "<= 1.5x floor", without <= 1.5 * with_examples,
+        "foreign/conforming (tests/fixtures/foreign); no pytest cache, so generation is paid",
+    )  # fmt: skip
+
+
 # -- 2. one invoke against a raw POST ----------------------------------------------------------
 
 
@@ -408,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     with no_leftovers(client):
         for step in (
             lambda: [bench_warm_suite(client, args.repeats)],
+            lambda: [bench_examples(args.repeats)],
             lambda: bench_invoke(200),
             lambda: [bench_adapters(args.repeats)],
             lambda: [bench_start(client, 10)],

@@ -54,6 +54,8 @@ class ResolvedImage:
     source_hash: str | None
     built: bool = False
     pin: str | None = None  # the registry pin this run must match, when the run is pinned
+    #: Which base a build used (python:3.11-slim or the local stand-in), for the build output.
+    base: str = ""
 
     @property
     def expected_digest(self) -> str:
@@ -97,7 +99,7 @@ def build_image(
         with tempfile.TemporaryFile() as tar:
             context.write_context_tar(spec, tar, host_platform())
             tar.seek(0)
-            log: list[str] = []
+            log: list[str] = [base.describe(base_tag)]
             try:
                 for chunk in client.api.build(
                     fileobj=tar,
@@ -122,10 +124,13 @@ def build_image(
                             f"building {spec.ref} failed:\n" + "\n".join(log[-30:])
                         )
             except APIError as exc:
-                raise ImageBuildError(f"building {spec.ref} failed: {exc.explanation}") from None
+                raise ImageBuildError(
+                    f"building {spec.ref} failed: {exc.explanation}\n{log[0]}"
+                ) from None
         image = client.images.get(tag)
-    _announce(f"built {spec.ref} in {time.monotonic() - started:.0f}s")
-    return ResolvedImage(tag, normalize_digest(image.id), source_hash, built=True)
+    used = base.describe(base_tag)
+    _announce(f"built {spec.ref} in {time.monotonic() - started:.0f}s on {used}")
+    return ResolvedImage(tag, normalize_digest(image.id), source_hash, built=True, base=used)
 
 
 def find_pinned(

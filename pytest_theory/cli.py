@@ -312,6 +312,8 @@ def cmd_build(args: argparse.Namespace, roots: Roots) -> int:
                 reference = pins.push_image(spec, image, client, prefix=args.repository)
                 note += ", pushed"
             print(f"{spec.ref}: {reference} ({note}, {time.monotonic() - started:.1f}s)")
+            if image.base:
+                print(f"  {image.base}")
     finally:
         build.PROGRESS.remove(_progress)
     return 0
@@ -362,7 +364,8 @@ def cmd_base(args: argparse.Namespace) -> int:
     from pytest_theory.images import base
 
     started = time.monotonic()
-    print(f"{base.ensure_base_image()}  ({time.monotonic() - started:.1f}s)")
+    tag = base.ensure_base_image()
+    print(f"{tag}  ({time.monotonic() - started:.1f}s)\n  {base.describe(tag)}")
     return 0
 
 

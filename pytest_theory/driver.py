@@ -24,7 +24,7 @@ from httpx_sse._decoders import SSEDecoder
 
 from pytest_theory.adapters.base import Adapter, ProcessorHandle, invoke_kwargs
 from pytest_theory.adapters.http import MAX_ENVELOPE_BYTES, MAX_STREAM_BYTES, TIMEOUT_GRACE_S
-from pytest_theory.contracts import schemas
+from pytest_theory.contracts import canonical_json, schemas
 from pytest_theory.contracts.worldpath import determinism_receipt_path, expand_write_prefix
 from pytest_theory.registry import ProcessorSpec
 from pytest_theory.replay import Recorder
@@ -43,22 +43,52 @@ def observed(value: T | None, what: str) -> T:
     return value
 
 
-def example_inputs(spec: ProcessorSpec) -> dict[str, Any]:
-    """The registry's first ``examples`` entry, else the simplest value the schema accepts."""
+#: Generated example inputs by schema (canonical JSON): drawn once per process.
+_GENERATED: dict[bytes, dict[str, Any]] = {}
+
+
+def example_inputs(spec: ProcessorSpec, cache: Any = None) -> dict[str, Any]:
+    """The registry's first valid ``examples`` entry, else one value generated from the schema.
+
+    Generated once (derandomized, no shrinking search) and kept for the process, and in
+    ``cache`` (pytest's, like the fuzz cases) when one is given.
+    """
     schema = spec.inputs_schema
     for example in schema.get("examples", []):
         if schemas.inputs_validator(schema).is_valid(example):
             return dict(example)
-    from hypothesis import HealthCheck, find, settings
+    key = canonical_json(schema)
+    if key not in _GENERATED:
+        from pytest_theory.fuzz import cached_cases  # fuzz imports this module
+
+        found = cached_cases(cache, "example", [schema], lambda: [_generate(schema)])
+        _GENERATED[key] = found[0]
+    return dict(_GENERATED[key])
+
+
+def _generate(schema: dict[str, Any]) -> dict[str, Any]:
+    from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis_jsonschema import from_schema
 
-    value = find(
-        from_schema(schema),
-        lambda v: isinstance(v, dict),
-        settings=settings(database=None, suppress_health_check=list(HealthCheck)),
+    found: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=50,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
     )
-    assert isinstance(value, dict)
-    return value
+    @given(value=from_schema(schema))
+    def first(value: Any) -> None:
+        if isinstance(value, dict) and not found:
+            found.append(value)
+
+    first()
+    if not found:
+        raise AssertionError("no object value could be generated from the registry inputs schema")
+    return found[0]
 
 
 def parse_sse(text: str) -> list[ServerSentEvent]:

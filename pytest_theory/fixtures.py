@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
+from pytest_theory.adapters.base import Adapter, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
 from pytest_theory.registry import ProcessorSpec, Registry
 from pytest_theory.session import Target, TheorySession
@@ -79,17 +79,11 @@ def theory_world(theory_session: TheorySession, theory_target: Target) -> Path:
 
 
 def _boot(session: TheorySession, target: Target, variant: str) -> ProcessorHandle:
-    try:
-        return session.processor(target, variant)
-    except AdapterError as exc:
-        tail = "\n".join(exc.logs_tail)
-        pytest.fail(
-            f"{target} ({variant}) did not boot: {exc.code.value}: {exc.message}\n{tail}",
-            pytrace=False,
-        )
+    # One error per target that does not boot; its other checks are reported not run.
+    return session.boot(target, variant)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture  # booted once by the session; function scope so a boot failure errors once
 def theory_processor(theory_session: TheorySession, theory_target: Target) -> ProcessorHandle:
     """The booted processor (the session's default variant)."""
     return _boot(theory_session, theory_target, "default")

@@ -27,7 +27,7 @@ from pytest_theory.driver import DRIVERS, Driver
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.replay import lines_of, reproduction
 from pytest_theory.rules import rule_of, rule_text
-from pytest_theory.session import SESSION, Target, TheorySession
+from pytest_theory.session import NOT_RUN, SESSION, BootFailed, Target, TheorySession
 
 pytest_plugins = ["pytest_theory.fixtures", "pytest_theory.report.plugin"]
 
@@ -241,11 +241,23 @@ def pytest_runtest_makereport(
     if target is not None:
         rule = rule_of(item)
         report.user_properties.append(("theory_target", str(target)))
+        report.user_properties.append(("theory_check", getattr(item, "originalname", item.name)))
         if rule:
             report.user_properties.append(("theory_rule", rule))
+        if call.excinfo is not None and call.excinfo.errisinstance(BootFailed):
+            report.user_properties.append(("theory_boot", str(call.excinfo.value).split("\n")[0]))
+        elif report.skipped:
+            report.user_properties.append(("theory_not_run", _skip_reason(report)))
         if report.failed:
             _add_failure_sections(item, report, rule)
     return report
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    """Why a check did not run: its skip message, without pytest's and our prefixes."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ").removeprefix(NOT_RUN).strip()
 
 
 def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: str | None) -> None:
@@ -308,32 +320,66 @@ class RuleSummary:
     """
 
     def __init__(self) -> None:
-        self.results: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self.results: dict[str, dict[str, list[Outcome]]] = defaultdict(lambda: defaultdict(list))
+        self.not_run: dict[str, list[str]] = defaultdict(list)
+        self.boot: dict[str, str] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
         target, rule = properties.get("theory_target"), properties.get("theory_rule")
-        if target and rule and (report.when == "call" or report.outcome != "passed"):
+        if not (target and rule):
+            return
+        target = str(target)
+        if "theory_boot" in properties:
+            self.boot[target] = str(properties["theory_boot"])
+        elif "theory_not_run" in properties:
+            self.not_run[target].append(str(properties["theory_not_run"]))
+        elif report.when == "call" or report.failed:
             outcome = "failed" if report.failed else report.outcome
-            self.results[str(target)][str(rule)].append(outcome)
+            self.results[target][str(rule)].append((outcome, str(properties["theory_check"])))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.results:
+        if self.results or self.not_run or self.boot:
             terminalreporter.write_sep("=", "pytest-theory: contract rules per processor")
-            for line in summarize(self.results):
+            for line in summarize(self.results, self.not_run, self.boot):
                 terminalreporter.write_line(line)
 
 
-def summarize(results: dict[str, dict[str, list[str]]]) -> list[str]:
-    """One line per processor: rules passed and failed (a rule fails when any of its checks does)."""
+#: (outcome, check name) of one check.
+Outcome = tuple[str, str]
+
+
+def summarize(
+    results: dict[str, dict[str, list[Outcome]]],
+    not_run: dict[str, list[str]] | None = None,
+    boot: dict[str, str] | None = None,
+) -> list[str]:
+    """One line per processor: rules passed and failed (a rule fails when any of its checks
+    does, named with its failing checks), the checks not run and why, a boot failure."""
+    not_run, boot = not_run or {}, boot or {}
     lines = []
-    for target in sorted(results):
-        by_rule = results[target]
-        failed = sorted(r for r, outcomes in by_rule.items() if "failed" in outcomes)
-        passed = sorted(
-            r for r, outcomes in by_rule.items() if "passed" in outcomes and r not in failed
-        )
+    for target in sorted({*results, *not_run, *boot}):
+        by_rule = results.get(target, {})
+        failed = {
+            rule: sorted({check for outcome, check in outcomes if outcome == "failed"})
+            for rule, outcomes in by_rule.items()
+            if any(outcome == "failed" for outcome, _ in outcomes)
+        }
+        passed = [r for r, outcomes in by_rule.items() if r not in failed and outcomes]
         checks = sum(len(outcomes) for outcomes in by_rule.values())
-        line = f"{target}: {len(passed)}/{len(passed) + len(failed)} rules passed ({checks} checks)"
-        lines.append(line + (f"; failed: {', '.join(failed)}" if failed else ""))
+        ran = len(passed) + len(failed)
+        line = f"{target}: {len(passed)}/{ran} rules passed ({checks} checks)"
+        skipped = not_run.get(target, [])
+        if skipped:
+            reasons = ", ".join(
+                f"{reason} ({skipped.count(reason)})" for reason in sorted(set(skipped))
+            )
+            line += f", {len(skipped)} checks not run: {reasons}"
+        if failed:
+            line += "; failed: " + ", ".join(
+                f"{rule} ({' '.join(checks)})" for rule, checks in sorted(failed.items())
+            )
+        if target in boot:
+            line += f"; boot failed: {boot[target]}"
+        lines.append(line)
     return lines

@@ -6,7 +6,12 @@ per environment variant, one booted processor for the whole session:
 ``default``  what the adapter passes: IMAGE_DIGEST, the declared secrets present, CI
 ``canary``   every declared secret set to a canary value, and CI=true (so real is refused)
 ``bare``     IMAGE_DIGEST only: no secret, no CI (for ERR_MISSING_SECRET)
-``fault``    the runtime's fault injection on, a 0.5 s timeout, and CI=true
+``fault``    SPEC §9's fault injection on, a 0.5 s timeout, and CI=true (only for a
+           processor whose registry declares ``capabilities: [fault-injection]``)
+
+Boot once, fail once: a processor that cannot be built or never becomes healthy
+fails the first check that needs it with the build or boot log (``BootFailed``);
+every other check of that target is reported as not run, for that reason.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from pytest_theory.adapters import get_adapter
-from pytest_theory.adapters.base import Adapter, ProcessorHandle
+from pytest_theory.adapters.base import Adapter, AdapterError, ProcessorHandle
 from pytest_theory.contracts.errors import ContractError
+from pytest_theory.driver import example_inputs
 from pytest_theory.options import TheoryOptions
 from pytest_theory.registry import ProcessorSpec, Registry, RegistryError
 
@@ -33,6 +39,18 @@ CANARY = "theory-canary-5e3b9d0c7a"
 SESSION = pytest.StashKey["TheorySession"]()
 VARIANTS = ("default", "canary", "bare", "fault")
 FAULT_TIMEOUT_S = "0.5"
+FAULT_INJECTION = "fault-injection"
+#: How a check that cannot run says why (a skip; the summary counts it as not run).
+NOT_RUN = "not run: "
+
+
+class BootFailed(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """The one error of a target whose processor could not be built or booted."""
+
+
+def not_run(reason: str) -> NoReturn:
+    """Report the calling check as not run, with ``reason``; never a failure."""
+    pytest.skip(NOT_RUN + reason)
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +84,8 @@ class TheorySession:
         self._lock = threading.RLock()
         #: ``(target, variant, base_url)`` of each container ``--theory-keep`` left running.
         self.kept: list[tuple[Target, str, str]] = []
+        #: Targets whose boot failed, and the one-line reason their other checks did not run.
+        self.boot_failures: dict[Target, str] = {}
 
     @classmethod
     def of(cls, config: pytest.Config) -> TheorySession:
@@ -146,6 +166,26 @@ class TheorySession:
             self._fulfil(future, target, variant)
         return future.result()
 
+    def boot(self, target: Target, variant: str = "default") -> ProcessorHandle:
+        """``processor()``, for a check: the first boot failure of a target is its one error
+        (``BootFailed``, with the build or boot log); later ones report the check not run."""
+        try:
+            handle = self.processor(target, variant)
+        except AdapterError as exc:
+            reason = f"{target} did not boot ({exc.code.value})"
+            with self._lock:
+                first = target not in self.boot_failures
+                self.boot_failures.setdefault(target, reason)
+            if not first:
+                not_run(self.boot_failures[target])
+            log = "\n".join(exc.logs_tail)
+            raise BootFailed(
+                f"{target} ({variant}) did not boot: {exc.code.value}: {exc.message}\n{log}",
+                pytrace=False,
+            ) from None
+        example_inputs(self.spec(target), self.cache)  # generated once, kept in pytest's cache
+        return handle
+
     def _claim(self, target: Target, variant: str) -> tuple[Future[ProcessorHandle], bool]:
         """The boot of ``(target, variant)``, and whether the caller must carry it out."""
         with self._lock:
@@ -178,6 +218,8 @@ class TheorySession:
             return  # the default's boot reports it
         if not self.spec(target).secrets_required:
             variants = variants - {"bare"}  # it provokes ERR_MISSING_SECRET: nothing to provoke
+        if not self.spec(target).declares(FAULT_INJECTION):
+            variants = variants - {"fault"}  # SPEC §9: a hook the processor does not offer
         for variant in sorted(variants):
             future, mine = self._claim(target, variant)
             if mine:
@@ -202,10 +244,12 @@ class TheorySession:
             environment = adapter.default_environment(spec, spec.secrets_declared)
             return adapter.acquire(spec, environment=environment, world_root=world)
         if not adapter.sets_environment:
-            pytest.skip(
+            not_run(
                 f"needs a processor the harness starts itself; {target.adapter} processors "
                 "keep the environment they were deployed with"
             )
+        if variant == "fault" and not spec.declares(FAULT_INJECTION):
+            not_run(f"{FAULT_INJECTION} not declared")
         environment = {"IMAGE_DIGEST": adapter.digest_for(spec)}
         if variant == "canary":
             environment.update({name: CANARY for name in spec.secrets_declared}, CI="true")

@@ -76,6 +76,14 @@ class ProcessorSpec:
         return self.secrets_required + self.secrets_optional
 
     @property
+    def capabilities(self) -> list[str]:
+        """The optional test hooks the processor declares (SPEC §9), e.g. ``fault-injection``."""
+        return list(self.data.get("capabilities") or [])
+
+    def declares(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    @property
     def build(self) -> dict[str, Any]:
         build: dict[str, Any] = self.data["build"]
         return build

@@ -90,10 +90,15 @@ def _owned_by_a_sibling(labels: dict[str, str]) -> bool:
 
 
 def our_containers(client: Any) -> set[str]:
-    """Containers of ours that this process (or what it started) is answerable for."""
-    from pytest_theory.adapters.containers import managed_containers
+    """Containers of ours that this process (or what it started) is answerable for: this
+    run's label (not another run's on a shared engine), and not an xdist sibling's."""
+    from pytest_theory.adapters.containers import LABEL_RUN, RUN_ID, managed_containers
 
-    return {c.name for c in managed_containers(client) if not _owned_by_a_sibling(c.labels)}
+    return {
+        c.name
+        for c in managed_containers(client)
+        if c.labels.get(LABEL_RUN) == RUN_ID and not _owned_by_a_sibling(c.labels)
+    }
 
 
 @pytest.fixture
@@ -110,14 +115,17 @@ def _leftovers() -> dict[str, set[str]] | None:
     import docker
     from docker.errors import DockerException
 
-    from pytest_theory.adapters.containers import LABEL_MANAGED
+    from pytest_theory.adapters.containers import LABEL_MANAGED, LABEL_RUN, RUN_ID
 
     try:
         client = docker.from_env()
         label = {"label": f"{LABEL_MANAGED}=1"}
+        # This run's own containers only (its processes share RUN_ID), not other runs' on
+        # a shared engine.
+        mine = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_RUN}={RUN_ID}"]}
         return {
             "containers": {
-                c.name for c in client.containers.list(all=True, filters=label, ignore_removed=True)
+                c.name for c in client.containers.list(all=True, filters=mine, ignore_removed=True)
             },
             "networks": {n.name for n in client.networks.list(filters=label)},
             "volumes": {v.name for v in client.volumes.list(filters=label)},

@@ -8,6 +8,7 @@ to and quoting that rule.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import time
@@ -27,26 +28,41 @@ from pytest_theory.asserts import (
     assert_receipts,
     assert_stream,
     assert_success,
+    outputs_of,
 )
 from pytest_theory.contracts import problems
 from pytest_theory.contracts.worldpath import determinism_receipt_path, is_under
-from pytest_theory.driver import Driver, Run, observed, records
-from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpoint, property_run
+from pytest_theory.driver import Driver, Run, observed, parse_sse, records
+from pytest_theory.fuzz import (
+    FuzzCase,
+    cached_cases,
+    fuzz_endpoint,
+)
 from pytest_theory.registry import ProcessorSpec, load_spec
 from pytest_theory.rules import rule
-from pytest_theory.session import CANARY, TheorySession
+from pytest_theory.session import CANARY, FAULT_INJECTION, TheorySession, not_run
 
 OVERSIZED_BODY_BYTES = 8 * 1024 * 1024
+HEALTH_WAIT_S = 120.0  # bound on Docker's first verdict on the HEALTHCHECK
+#: Time budget of the property check per schema: drawing inputs, then sending them.
+PROPERTY_BUDGET_S = 60.0
 
 
 def needs_world(driver: Driver) -> None:
     if driver.world is None:
-        pytest.skip("the processor's world is not visible from here")
+        not_run("the processor's world is not visible from here")
 
 
 def needs_mock(session: TheorySession) -> None:
     if session.options.mode != "mock":
-        pytest.skip("determinism is a rule of mock mode")
+        not_run("determinism is a rule of mock mode")
+
+
+def succeeded(run: Run) -> Run:
+    """``run``, if it succeeded; else the check cannot judge it (success-envelope does)."""
+    if run.status != 200 or not isinstance(run.envelope, dict):
+        not_run(f"a valid payload got no success (HTTP {run.status}); success-envelope judges it")
+    return run
 
 
 def without_timing(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +102,16 @@ def test_image_runs_uvicorn(theory_processor: ProcessorHandle) -> None:
     """The Dockerfile ... runs `uvicorn app.http:app --host 0.0.0.0 --port 8000`."""
     cmd = observed(theory_processor.image_config(), "the image's configuration").cmd
     assert cmd == ["uvicorn", "app.http:app", "--host", "0.0.0.0", "--port", "8000"]
+
+
+@rule("image")
+def test_docker_reports_the_container_healthy(theory_processor: ProcessorHandle) -> None:
+    """The Dockerfile has a HEALTHCHECK on /healthz: Docker runs it and reports `healthy`."""
+    health = observed(theory_processor.docker_health(HEALTH_WAIT_S), "Docker's health verdict")
+    status, probes = health
+    assert status == "healthy", (
+        f"Docker health status: expected 'healthy', received {status!r}; last probes: {probes}"
+    )
 
 
 @rule("image")
@@ -145,18 +171,14 @@ def test_outputs_are_declared_and_match_their_bytes(
 ) -> None:
     """P/outputs/** holds the artifacts; cid is BLAKE3 of the bytes; every output is declared."""
     needs_world(theory_driver)
-    run = theory_driver.run()
-    assert run.status == 200, run.text[:500]
-    assert_outputs(run, theory_spec)
+    assert_outputs(succeeded(theory_driver.run()), theory_spec)
 
 
 @rule("index")
 def test_index_is_sorted_canonical_json_of_the_outputs(theory_driver: Driver) -> None:
     """P/outputs.json: entries sorted by path, bytes exactly json.dumps(sort_keys, compact), UTF-8."""
     needs_world(theory_driver)
-    run = theory_driver.run()
-    assert run.status == 200, run.text[:500]
-    assert_index(run)
+    assert_index(succeeded(theory_driver.run()))
 
 
 @rule("receipts")
@@ -165,9 +187,8 @@ def test_both_receipts_are_written_and_not_listed(
 ) -> None:
     """receipt.json and determinism.json with their fields; receipts are never listed as outputs."""
     needs_world(theory_driver)
-    run = theory_driver.run()
-    assert run.status == 200, run.text[:500]
-    assert_receipts(run, theory_spec)
+    run = succeeded(theory_driver.run())
+    assert_receipts(run, theory_spec, image_digest=theory_driver.handle.image_digest or None)
 
 
 @rule("determinism")
@@ -176,27 +197,59 @@ def test_mock_outputs_do_not_depend_on_the_execution(
 ) -> None:
     """In mock mode the same inputs give byte-identical outputs whatever the execution id or time."""
     needs_mock(theory_session)
-    first = theory_driver.run()
-    time.sleep(0.05)
-    second = theory_driver.run()
-    cids = [sorted(o["cid"] for o in r.envelope["outputs"]) for r in (first, second)]
-    assert cids[0] == cids[1], "the same inputs gave different outputs"
+    first = succeeded(theory_driver.run())
+    time.sleep(0.05)  # a different time, too
+    second = succeeded(theory_driver.run())
+    outputs = [_output_bytes(run) for run in (first, second)]
+    differ = sorted(p for p in {*outputs[0], *outputs[1]} if outputs[0].get(p) != outputs[1].get(p))
+    assert not differ, f"the same inputs gave different outputs at {differ}"
+
+
+def _output_bytes(run: Run) -> dict[str, Any]:
+    """Each output's bytes by its path under P (its cid where the world is not visible)."""
+    found: dict[str, Any] = {}
+    for entry in outputs_of(run):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str):
+            continue
+        relative = path.removeprefix(run.prefix)
+        if run.world is not None:
+            found[relative] = run.read(path) if run.exists(path) else None
+        else:
+            found[relative] = entry.get("cid")
+    return found
+
+
+def _world_state(driver: Driver) -> dict[str, tuple[int, int, int]]:
+    """Every file in the world: (size, modification time, inode), so a rewrite of the same
+    size is seen too (SPEC's "nothing else anywhere")."""
+    if driver.world is None:
+        return {}
+    state = {}
+    for path in driver.world.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            state["/" + str(path.relative_to(driver.world))] = (
+                stat.st_size,
+                stat.st_mtime_ns,
+                stat.st_ino,
+            )
+    return state
 
 
 @rule("confinement")
 def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
     """P/outputs/** ... and nothing else anywhere (besides the determinism receipt)."""
     needs_world(theory_driver)
-    before = theory_driver.world_files()
-    run = theory_driver.run()
-    assert run.status == 200, run.text[:500]
-    added = {p for p, size in theory_driver.world_files().items() if before.get(p) != size}
+    before = _world_state(theory_driver)
+    run = succeeded(theory_driver.run())
+    added = {p for p, state in _world_state(theory_driver).items() if before.get(p) != state}
     allowed = {
         p
         for p in added
         if is_under(p, run.prefix) or p == determinism_receipt_path(run.execution_id)
     }
-    assert added - allowed == set(), "written outside the prefix"
+    assert sorted(added - allowed) == [], f"written outside the prefix {run.prefix}"
     assert not [p for p in added if ".tmp" in p], "a temporary file was left behind"
 
 
@@ -204,10 +257,12 @@ def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
 def test_a_refused_run_writes_nothing(theory_driver: Driver) -> None:
     """Bad input gets a canonical error and loses nothing: nothing is written."""
     needs_world(theory_driver)
-    before = theory_driver.world_files()
+    before = _world_state(theory_driver)
     theory_driver.run(theory_driver.payload(mode="smoke"))
     theory_driver.run(theory_driver.payload(write_prefix="/artifacts/no-placeholder/"))
-    assert theory_driver.world_files() == before
+    after = _world_state(theory_driver)
+    changed = sorted(p for p in {*before, *after} if before.get(p) != after.get(p))
+    assert changed == [], f"refused runs changed {changed}"
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -258,7 +313,7 @@ def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
     ):
         if not validator.is_valid(candidate):
             return candidate
-    pytest.skip("the registry inputs schema accepts every object")
+    not_run("the registry inputs schema accepts every object")
 
 
 @rule("errors")
@@ -299,7 +354,7 @@ def test_err_mode_for_anything_but_mock_or_real(theory_driver: Driver) -> None:
 def test_err_missing_secret_in_real_mode(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
     """ERR_MISSING_SECRET 500: real mode and a required secret is absent."""
     if not theory_spec.secrets_required:
-        pytest.skip("the registry requires no secret")
+        not_run("the registry requires no secret")
     bare = theory_variant("bare")
     assert_error(bare.run(bare.payload(mode="real")), "ERR_MISSING_SECRET")
 
@@ -311,12 +366,15 @@ def test_err_missing_secret_in_real_mode(theory_variant: Any, theory_spec: Proce
     [("provider", "ERR_PROVIDER"), ("timeout", "ERR_TIMEOUT"), ("internal", "ERR_INTERNAL")],
 )
 def test_err_for_provider_timeout_and_internal_failures(
-    theory_variant: Any, fault: str, code: str
+    theory_variant: Any, theory_spec: ProcessorSpec, fault: str, code: str
 ) -> None:
     """ERR_PROVIDER 502, ERR_TIMEOUT 504 (runtime.timeout_s), ERR_INTERNAL 500, never a framework page.
 
-    Provoked through the runtime's fault injection (THEORY_FAULT_INJECTION=1, meta.fault).
+    §9: provoked through the declared test hook (THEORY_FAULT_INJECTION=1, meta.fault); a
+    processor that does not declare `capabilities: [fault-injection]` is not judged here.
     """
+    if not theory_spec.declares(FAULT_INJECTION):
+        not_run(f"{FAULT_INJECTION} not declared")
     faulty = theory_variant("fault")
     assert_error(
         faulty.run(faulty.payload(mode="mock", meta={"trace_id": "fault", "fault": fault})), code
@@ -345,10 +403,29 @@ def test_fuzzed_run_payloads_get_envelopes_never_5xx(
         "POST",
         "/run",
         theory_session.options.fuzz_examples,
-        check_run_answer,
+        _check_run_answer,
         theory_session.cache,
     )
     assert sent >= 1
+
+
+def _check_run_answer(case: FuzzCase, response: Any) -> None:
+    """/run: never a 5xx; an error is a canonical error envelope whose status goes with its
+    code; a success is HTTP 200 (its own fields are the success-envelope rule's)."""
+    assert response.status_code < 500, f"HTTP {response.status_code}: {response.text[:300]}"
+    run = Run(case.body, response.status_code, response.text, None)
+    if isinstance(run.envelope, dict) and run.envelope.get("status") == "success":
+        assert response.status_code == 200, f"a success answered HTTP {response.status_code}"
+    else:
+        assert_canonical_error(run)
+
+
+def _check_stream_answer(case: FuzzCase, response: Any) -> None:
+    """/run-stream: events ending in exactly one `done` whose data is an envelope."""
+    events = parse_sse(response.text)
+    assert_stream(
+        Run(case.body, response.status_code, response.text, None, dict(response.headers), events)
+    )
 
 
 # -- streaming ---------------------------------------------------------------------------
@@ -363,24 +440,25 @@ def test_stream_ends_in_one_done_equal_to_run(
     streamed = theory_driver.stream()
     assert_stream(streamed)
     ran = theory_driver.run()
-    assert streamed.envelope["status"] == ran.envelope["status"] == "success"
 
     def shape(run: Run) -> Any:
+        """The envelope with what differs between two executions taken out."""
         envelope = without_timing(run.envelope)
         envelope["execution_id"] = "X"
-        envelope["index_path"] = envelope["index_path"].replace(run.prefix, "P/")
+        index_path = envelope.get("index_path")
+        if isinstance(index_path, str):
+            envelope["index_path"] = index_path.replace(run.prefix, "P/")
         envelope["outputs"] = sorted(
             (
-                {"path": o["path"].replace(run.prefix, "P/"), "mime": o["mime"]}
-                for o in envelope["outputs"]
+                {k: str(o.get(k)).replace(run.prefix, "P/") for k in ("path", "mime")}
+                for o in outputs_of(run)
+                if isinstance(o, dict)
             ),
             key=lambda o: o["path"],
         )
         return envelope
 
-    assert shape(streamed) == shape(ran)
-    if theory_driver.world is not None:
-        assert_outputs(streamed, theory_spec)
+    assert shape(streamed) == shape(ran), "the done envelope is not the one /run returns"
 
 
 @rule("stream")
@@ -399,12 +477,15 @@ def test_fuzzed_stream_payloads_end_in_done(
     theory_driver: Driver, theory_session: TheorySession
 ) -> None:
     """Fuzzing /run-stream: always a stream that ends in exactly one `done` carrying an envelope."""
+    document = theory_driver.handle.client.get("/openapi.json").json()
+    if "post" not in (document.get("paths") or {}).get("/run-stream", {}):
+        not_run("/openapi.json does not describe POST /run-stream (the openapi rule's breach)")
     sent = fuzz_endpoint(
         theory_driver,
         "POST",
         "/run-stream",
         theory_session.options.fuzz_examples,
-        check_stream_answer,
+        _check_stream_answer,
         theory_session.cache,
     )
     assert sent >= 1
@@ -443,10 +524,17 @@ def test_runs_log_start_settle_and_refusals(theory_driver: Driver) -> None:
         return {r["event"]: r for r in logged if r.get("execution_id") == run.execution_id}
 
     mine = of(ok)
-    assert {"http.run.start", "http.run.settle"} <= set(mine), f"logged for the run: {sorted(mine)}"
+    assert {"http.run.start", "http.run.settle"} <= set(mine), (
+        f"expected http.run.start and http.run.settle for the run, received {sorted(mine)}"
+    )
     settle = mine["http.run.settle"]
-    assert settle.get("trace_id") == ok.payload["meta"]["trace_id"]
-    assert "status" in settle and "elapsed_ms" in settle
+    trace_id = ok.payload["meta"]["trace_id"]
+    assert settle.get("trace_id") == trace_id, (
+        f"http.run.settle trace_id: expected {trace_id!r}, received {settle.get('trace_id')!r}"
+    )
+    assert "status" in settle and "elapsed_ms" in settle, (
+        f"http.run.settle: expected status and elapsed_ms, received {settle}"
+    )
     error = of(refused).get("http.run.error")
     assert error is not None and error.get("reason"), (
         "no http.run.error with a reason for a refusal"
@@ -458,7 +546,7 @@ def test_runs_log_start_settle_and_refusals(theory_driver: Driver) -> None:
 def test_secret_values_appear_nowhere(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
     """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (a canary is set)."""
     if not theory_spec.secrets_declared:
-        pytest.skip("the registry declares no secret")
+        not_run("the registry declares no secret")
     canary = theory_variant("canary")
     runs = [
         canary.run(),
@@ -475,7 +563,6 @@ def test_secret_values_appear_nowhere(theory_variant: Any, theory_spec: Processo
                 for p in canary.world.joinpath(run.prefix.lstrip("/")).rglob("*")
                 if p.is_file()
             ]
-    assert runs[0].status == 200, runs[0].text[:300]
     assert_no_secret(CANARY, texts)
 
 
@@ -492,10 +579,10 @@ def test_a_secret_split_across_streamed_tokens_is_redacted(
 
     urls = [n for n in theory_spec.secrets_declared if n.endswith("_BASE_URL")]
     if not theory_spec.secrets_required or not urls:
-        pytest.skip("no way to point the processor at a local provider (a *_BASE_URL secret)")
+        not_run("no way to point the processor at a local provider (a *_BASE_URL secret)")
     adapter = theory_session.adapter(theory_target.adapter)
     if not adapter.sets_environment:
-        pytest.skip("needs a processor the harness starts itself, with the provider's address")
+        not_run("needs a processor the harness starts itself, with the provider's address")
     host = provider.address_for_processors()
     key = f"sk-{CANARY}-split"
     monkeypatch.delenv("CI", raising=False)
@@ -514,7 +601,7 @@ def test_a_secret_split_across_streamed_tokens_is_redacted(
         finally:
             adapter.release(handle, broken=True)
     if (run.envelope or {}).get("status") != "success":
-        pytest.skip(f"no real run completed against the local provider: {run.text[-300:]}")
+        not_run(f"no real run completed against the local provider: {run.text[-300:]}")
     assert_no_secret(key, texts)
 
 
@@ -539,7 +626,8 @@ def test_the_adapter_refuses_real_under_ci_before_starting_anything(
     assert theory_driver.adapter is not None
     boots = theory_driver.adapter.boots
     envelope = theory_driver.invoke(mode="real")
-    assert envelope["status"] == "error" and envelope["error"]["code"] == "ERR_CI_SAFETY", envelope
+    code = (envelope.get("error") or {}).get("code")
+    assert code == "ERR_CI_SAFETY", f"expected ERR_CI_SAFETY, received {envelope}"
     assert theory_driver.adapter.boots == boots, "a processor was started"
 
 
@@ -548,55 +636,94 @@ def test_a_drifted_digest_is_reported(theory_driver: Driver) -> None:
     """A digest other than the expected one is ERR_IMAGE_DIGEST_MISMATCH; repo@sha256:x equals sha256:x."""
     actual = theory_driver.handle.image_digest
     if not actual:
-        pytest.skip("the image's digest is not known here")
+        not_run("the image's digest is not known here")
     same = theory_driver.invoke(
         adapter_opts={"expected_digest": f"registry.example/any/repo@{actual}"},
     )
-    assert same["status"] == "success", same
+    same_code = (same.get("error") or {}).get("code")
+    assert same_code != "ERR_IMAGE_DIGEST_MISMATCH", f"the same digest was called drift: {same}"
     drifted = theory_driver.invoke(
         adapter_opts={"expected_digest": "sha256:" + "0" * 64},
     )
-    assert (
-        drifted["status"] == "error" and drifted["error"]["code"] == "ERR_IMAGE_DIGEST_MISMATCH"
-    ), drifted
+    code = (drifted.get("error") or {}).get("code")
+    assert code == "ERR_IMAGE_DIGEST_MISMATCH", (
+        f"expected ERR_IMAGE_DIGEST_MISMATCH, received {drifted}"
+    )
 
 
 @rule("concurrency")
 def test_concurrent_runs_with_separate_prefixes_all_succeed(theory_driver: Driver) -> None:
-    """Ten concurrent invokes, each with its own prefix, all succeed with their own outputs."""
+    """Ten concurrent runs, each with its own prefix, all succeed, each writing its own index."""
     with ThreadPoolExecutor(10) as pool:
-        envelopes = list(
-            pool.map(
-                lambda _: theory_driver.invoke(
-                    execution_id=theory_driver.payload()["execution_id"]
-                ),
-                range(10),
-            )
-        )
-    assert all(e["status"] == "success" for e in envelopes), [e.get("error") for e in envelopes]
-    assert len({e["index_path"] for e in envelopes}) == 10
+        runs = list(pool.map(lambda _: theory_driver.run(), range(10)))
+    statuses = [(run.status, (run.envelope or {}).get("status")) for run in runs]
+    assert statuses == [(200, "success")] * 10, f"expected 10 successes, received {statuses}"
+    if theory_driver.world is not None:
+        missing = [run.prefix for run in runs if not run.exists(run.prefix + "outputs.json")]
+        assert missing == [], f"runs without their own outputs.json: {missing}"
 
 
 @rule("properties")
 def test_generated_inputs_get_envelopes_never_5xx(
     theory_driver: Driver, theory_spec: ProcessorSpec, theory_session: TheorySession
 ) -> None:
-    """Inputs generated from the registry's inputs schema: an envelope every time, never a 5xx;
-    a success's outputs match their bytes (hypothesis-jsonschema)."""
-
-    def run(inputs: dict[str, Any]) -> None:
-        result = theory_driver.run(theory_driver.payload(inputs=inputs, mode="mock"))
-        assert result.status < 500, (
-            f"HTTP {result.status} for schema-valid inputs: {result.text[:300]}"
-        )
-        if result.status == 200 and theory_driver.world is not None:
-            assert_outputs(result, theory_spec)
-        elif result.status != 200:
-            assert_error(result, "ERR_INPUTS")
-
-    property_run(
-        theory_spec.inputs_schema,
-        theory_session.options.property_examples,
-        run,
+    """Inputs generated from the registry's inputs schema: an envelope every time, never a 5xx
+    (hypothesis-jsonschema, derandomized, within a time budget per schema)."""
+    schema = theory_spec.inputs_schema
+    examples = theory_session.options.property_examples
+    cases = cached_cases(
         theory_session.cache,
+        "inputs-budget",
+        [schema, examples, PROPERTY_BUDGET_S],
+        lambda: _draw_within(schema, examples, PROPERTY_BUDGET_S),
     )
+    deadline = time.monotonic() + PROPERTY_BUDGET_S
+    sent = 0
+    for inputs in cases:
+        if time.monotonic() > deadline:
+            break
+        result = theory_driver.run(theory_driver.payload(inputs=inputs, mode="mock"))
+        sent += 1
+        assert result.status < 500, (
+            f"HTTP {result.status} for schema-valid inputs {inputs!r}: {result.text[:300]}"
+        )
+        status = (
+            (result.envelope or {}).get("status") if isinstance(result.envelope, dict) else None
+        )
+        expected = "success" if result.status == 200 else "error"
+        assert status == expected, (
+            f"HTTP {result.status}: expected a {expected} envelope, received {result.text[:300]}"
+        )
+    if not sent:
+        not_run(f"no inputs could be generated within {PROPERTY_BUDGET_S:g}s")
+
+
+class _Enough(Exception):
+    """The time budget for drawing inputs is spent."""
+
+
+def _draw_within(schema: dict[str, Any], examples: int, budget_s: float) -> list[Any]:
+    """Up to ``examples`` derandomized draws from ``schema``, no shrinking, within ``budget_s``."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis_jsonschema import from_schema
+
+    drawn: list[Any] = []
+    deadline = time.monotonic() + budget_s
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(value=from_schema(schema))
+    def collect(value: Any) -> None:
+        if time.monotonic() > deadline:
+            raise _Enough
+        drawn.append(value)
+
+    with contextlib.suppress(_Enough):
+        collect()
+    return drawn
