@@ -11,7 +11,7 @@ import pytest
 
 from pytest_theory.adapters.local import LocalAdapter
 from pytest_theory.contracts import is_valid
-from pytest_theory.django_project.apps.runs.models import Execution
+from pytest_theory.django_project.apps.runs.models import Execution, Plan
 from pytest_theory.registry import Registry
 from pytest_theory.report import attest
 from pytest_theory.report.cells import CellKey, Check, make_cell
@@ -53,8 +53,19 @@ def statement_file(tmp_path: Path, outcome: str) -> Path:
 
 
 def run(manage: Manage, adapter: str = "local") -> Result:
+    # llm/litellm@1 is priced (budget.available@1): a run needs a plan that can pay for it.
+    Plan.objects.get_or_create(key="team", defaults={"budget_usd_micro": 1_000_000})
     return manage(
-        "run_processor", "--ref", REF, "--adapter", adapter, "--inputs-json", LLM_INPUTS, "--json"
+        "run_processor",
+        "--ref",
+        REF,
+        "--adapter",
+        adapter,
+        "--inputs-json",
+        LLM_INPUTS,
+        "--plan",
+        "team",
+        "--json",
     )
 
 
@@ -102,7 +113,7 @@ def test_a_passed_attestation_admits_the_image(manage: Manage, world: Path, tmp_
     result = run(manage, adapter="inprocess")  # the same image's code, served in this process
     assert result.code == 0, result.stdout + result.stderr
     execution = Execution.objects.get(pk=json.loads(result.stdout)["execution_id"])
-    (admitted,) = execution.predicates["admission"]
+    admitted = execution.predicates["admission"][0]  # first: before the budget is looked at
     assert admitted["id"] == "conformance.attested@1" and admitted["ok"]
 
 
