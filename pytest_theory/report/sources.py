@@ -124,14 +124,21 @@ def known_digest(spec: ProcessorSpec, adapter: str, build: str = "auto") -> str 
 
 
 def _built_digest(spec: ProcessorSpec) -> str | None:
+    """The digest the local adapter hands an already built image: its manifest digest when
+    the registry pins this very source (a pinned run), else the image's id."""
     try:
         import docker
         from docker.errors import DockerException
 
-        from pytest_theory.images import content_tag
+        from pytest_theory.images import build, context
 
+        client = docker.from_env()
+        source_hash = context.source_hash(spec)
+        tag = build.content_tag(spec, source_hash)
         try:
-            return normalize_digest(docker.from_env().images.get(content_tag(spec)).id)
+            image = client.images.get(tag)
+            built = build.ResolvedImage(tag, normalize_digest(image.id), source_hash)
+            return build.as_pinned_run(spec, built, client).digest
         except DockerException:
             return None
     except Exception:  # no engine here, or the source cannot be read: not known

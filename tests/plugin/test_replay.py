@@ -96,7 +96,12 @@ def test_the_printed_replay_gets_the_same_answer(
     image = docker_line.rsplit(" ", 1)[1]
     port = str(_free_port())
     environment = {**os.environ, "THEORY_PORT": port}
-    environment["IMAGE_DIGEST"] = docker_client.images.get(shlex.split(image)[0]).id
+    assert docker_client.images.get(shlex.split(image)[0])  # the printed image is here
+    # The value the adapter handed the processor (the pushed digest, for a pinned run): the
+    # replay names variables, never values, so whoever replays supplies them.
+    handed = re.search(r'"image_digest": "(sha256:[0-9a-f]{64})"', answered)
+    assert handed is not None, answered
+    environment["IMAGE_DIGEST"] = handed.group(1)
     started = subprocess.run(
         ["bash", "-c", docker_line], env=environment, capture_output=True, text=True, timeout=60
     )

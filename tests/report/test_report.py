@@ -74,11 +74,14 @@ def test_a_run_over_two_processors_and_two_adapters_writes_a_report_junit_agrees
         assert cell["image"]["digest"] == known_digest(
             Registry.discover().get_spec(cell["ref"]), cell["adapter"]
         )
-    # inprocess cannot look inside the image: WARNED, with the reason; local runs everything.
-    assert {c["adapter"]: c["result"] for c in cells.values()} == {
-        "local": "PASSED",
-        "inprocess": "WARNED",
-    }
+    # No cell failed; a cell is WARNED exactly when some check did not run (inprocess cannot
+    # look inside the image; replicate's provider is no OpenAI-compatible one to fake).
+    for cell in cells.values():
+        not_run = any(c["outcome"] == "not-run" for c in cell["checks"])
+        assert cell["result"] == ("WARNED" if not_run else "PASSED"), cell["ref"]
+    results = {(c["ref"], c["adapter"]): c["result"] for c in cells.values()}
+    assert results[("llm/litellm@1", "local")] == "PASSED"
+    assert results[("llm/litellm@1", "inprocess")] == "WARNED"
     skipped = [c for cell in cells.values() for c in cell["checks"] if c["outcome"] == "not-run"]
     assert skipped and all(c["reason"] for c in skipped)
     assert table in summary.read_text()
@@ -189,12 +192,15 @@ def test_reuse_skips_an_unchanged_cell_and_reruns_a_changed_one(
     assert first.ret == pytest.ExitCode.OK, first.stdout.str()[-3000:]
     assert json.loads(counts_file.read_text())["containers"] >= 1
     stored = next((pytester.path / "r" / "cells").glob("*.json"))
-    assert json.loads(stored.read_text())["result"] == "PASSED"
+    stored_result = json.loads(stored.read_text())["result"]
+    assert stored_result in ("PASSED", "WARNED")  # WARNED: some checks not run, none failed
 
     second = pytester.runpytest_subprocess(*run, "--theory-reuse")
     assert second.ret == pytest.ExitCode.OK, second.stdout.str()[-3000:]
     assert json.loads(counts_file.read_text()) == {"containers": 0, "builds": 0}
-    second.stdout.fnmatch_lines([f"pytest-theory: {ref}-local reused (PASSED) from {stored} of *"])
+    second.stdout.fnmatch_lines(
+        [f"pytest-theory: {ref}-local reused ({stored_result}) from {stored} of *"]
+    )
     cell = json.loads(stored.read_text())
     assert cell["reused_from"]["report"] == str(stored)
     assert problems("report_cell", cell) == []
@@ -207,6 +213,6 @@ def test_reuse_skips_an_unchanged_cell_and_reruns_a_changed_one(
     assert "reused" not in third.stdout.str()
     assert json.loads(counts_file.read_text())["containers"] >= 1  # built once per content
     rerun = json.loads(stored.read_text())
-    assert rerun["reused_from"] is None and rerun["result"] == "PASSED"
+    assert rerun["reused_from"] is None and rerun["result"] in ("PASSED", "WARNED")
     assert rerun["image"]["digest"] != cell["image"]["digest"]
     assert rerun["source_hash"] != cell["source_hash"]
