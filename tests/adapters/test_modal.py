@@ -8,7 +8,6 @@ reach Modal: creating a real client fails the test at once.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +148,11 @@ def test_lookup_failures_are_err_modal(
     monkeypatch: pytest.MonkeyPatch, pinned_spec: Any, lookup: Lookup, message: str
 ) -> None:
     monkeypatch.setattr(modal.Function, "from_name", lookup)
-    started = time.monotonic()
     envelope = invoke(ModalAdapter(lookup_timeout_s=0.5), pinned_spec)
     assert envelope["error"]["code"] == "ERR_MODAL", envelope
+    # The hung lookup's message says the bound was applied (no timed assertion here: the
+    # time it takes is the bench's to measure, not the test's).
     assert message in envelope["error"]["message"]
-    assert time.monotonic() - started < 2.5
 
 
 def test_an_http_timeout_is_err_timeout(monkeypatch: pytest.MonkeyPatch, pinned_spec: Any) -> None:

@@ -275,7 +275,13 @@ def test_timeouts_are_504_and_a_late_handler_writes_nothing(make_app: MakeApp) -
     app = make_app(slow, environ={"THEORY_TIMEOUT_S": "0.2"})
     assert_error(app.run(payload()), "ERR_TIMEOUT", 504)
     assert finished.wait(5)
-    time.sleep(0.1)
+    # Wait on the state, not the clock: the late job has left the handler threads, so
+    # whatever it was going to commit is on disk by now.
+    executor = app.app.state.processor.executor
+    waiter = threading.Thread(target=executor.shutdown, kwargs={"wait": True})
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive(), "the late handler's job never finished"
     assert app.files() == []
 
 
