@@ -131,6 +131,38 @@ def test_the_compliant_template_passes_every_rule(
     assert rules_of(result)[f"{ref}-local"]["failed"] == set()
 
 
+#: Breaks the in-process lane reports as a check not run: it has no stdout of the processor's.
+UNSEEN_IN_PROCESS = {"stdout_logs": "the processor's stdout is not observable through this adapter"}
+#: Breaks that go around the runtime the fast lane hosts the app on (a literal /artifacts path,
+#: the interpreter's own sys.__stderr__): only the real container sees them, so they are
+#: judged through local alone (docs/decisions.md, "the in-process lane").
+AROUND_THE_RUNTIME = {"outside_write", "leaked_secret"}
+
+
+@pytest.mark.parametrize(
+    ("name", "broken_rule"),
+    sorted((n, r) for n, r in BREAKS.items() if n not in AROUND_THE_RUNTIME),
+)
+def test_a_broken_processor_gets_the_same_verdict_in_process(
+    pytester: pytest.Pytester, broken_root: Path, name: str, broken_rule: str
+) -> None:
+    """The fast lane serves the processor's own app: the same rule fails as through local,
+    or, for a break it cannot observe, nothing fails and the check says why it did not run."""
+    ref = make_broken(broken_root, name)
+    result = pytester.runpytest_subprocess(
+        "--theory-ref", ref, "--theory-registry", str(broken_root),
+        "--theory-adapter", "inprocess", *QUICK,
+    )  # fmt: skip
+    summary = rules_of(result)[f"{ref}-inprocess"]
+    if name in UNSEEN_IN_PROCESS:
+        assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+        assert summary["failed"] == set()
+        assert UNSEEN_IN_PROCESS[name] in summary["not_run"], summary
+        return
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
+    assert summary["failed"] == {broken_rule}, result.stdout.str()[-3000:]
+
+
 @docker
 @pytest.mark.usefixtures("no_leaks")
 @pytest.mark.parametrize(("name", "broken_rule"), sorted(BREAKS.items()))
