@@ -118,7 +118,11 @@ class TheorySession:
                 try:
                     refs.append(str(self.registry.get_spec(ref).ref))
                 except RegistryError as exc:
-                    raise pytest.UsageError(f"--theory-ref {ref}: {exc.message}") from None
+                    raise pytest.UsageError(
+                        f"--theory-ref {ref}: {exc.message}; processors outside this package "
+                        "are found through --theory-registry PATH or theory_registry in the "
+                        "ini file"
+                    ) from None
         return list(dict.fromkeys(refs))
 
     def targets(self) -> list[Target]:

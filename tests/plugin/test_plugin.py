@@ -113,6 +113,7 @@ def test_an_unknown_ref_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--theory-ref", "nope/nope@1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown processor ref nope/nope@1" in result.stderr.str()
+    assert "--theory-registry PATH or theory_registry" in result.stderr.str()
 
 
 # -- broken processors: the suite fails on the rule that was broken, and no other ----------------
