@@ -7,17 +7,13 @@ by what the world holds afterwards, not by how long anything took.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 
 from tests.conftest import CID, RELIABILITY, llm_inputs
 from tests.reliability.conftest import REGISTRY, Target, boot
@@ -281,38 +277,13 @@ def test_a_timed_out_run_commits_nothing(racing: Target) -> None:
 # -- 4. a secret split across streamed tokens ---------------------------------------------------
 
 
-def key_echoing_provider() -> FastAPI:
-    """An OpenAI-compatible server that streams back the caller's API key in 3-character tokens."""
-    app = FastAPI()
-
-    @app.post("/v1/chat/completions")
-    async def completions(request: Request) -> StreamingResponse:
-        body = await request.json()
-        key = (request.headers.get("authorization") or "").removeprefix("Bearer ")
-        text = f"your key is {key}, in pieces"
-        base = {"id": "c-1", "created": 1, "model": body["model"]}
-
-        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            event = {**base, "object": "chat.completion.chunk", "choices": [choice]}
-            return f"data: {json.dumps(event)}\n\n".encode()
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for i in range(0, len(text), 3):
-                yield chunk({"content": text[i : i + 3]}, None)
-            yield chunk({}, "stop") + b"data: [DONE]\n\n"
-
-        return StreamingResponse(chunks(), media_type="text/event-stream")
-
-    return app
-
-
 @pytest.mark.docker
 def test_a_key_streamed_back_in_three_character_tokens_is_redacted(
     docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Secret values are redacted everywhere (§5): also when tokens split them."""
     from pytest_theory.adapters import LocalAdapter
+    from pytest_theory.provider import key_echoing_app
     from tests.fakes import bridge_gateway, serving
 
     key = "sk-" + uuid.uuid4().hex
@@ -320,7 +291,7 @@ def test_a_key_streamed_back_in_three_character_tokens_is_redacted(
     spec = REGISTRY.get_spec(LLM)
     adapter = LocalAdapter(docker_client=docker_client)
     tokens: list[str] = []
-    with serving(key_echoing_provider()) as port:
+    with serving(key_echoing_app()) as port:
         monkeypatch.setenv("OPENAI_API_KEY", key)
         monkeypatch.setenv("OPENAI_BASE_URL", f"http://{bridge_gateway(docker_client)}:{port}/v1")
         try:
