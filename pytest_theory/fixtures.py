@@ -9,7 +9,9 @@ removed at its end, also after a failure or Ctrl-C.
 ``theory_run``         ``theory_run(**payload_overrides)`` -> ``Run`` of ``POST /run``
 ``theory_stream``      ``theory_stream(**payload_overrides)`` -> ``Run`` of ``POST /run-stream``
 ``theory_driver``      the ``Driver`` behind them (payloads, raw bodies, world snapshots)
-``theory_variant``     ``theory_variant("canary"|"bare"|"fault")`` -> a ``Driver`` on that variant
+``theory_canary``      a ``Driver`` on the canary variant: every declared secret a canary value, CI=true
+``theory_bare``        a ``Driver`` on the bare variant: no secret, no CI (not run if none is required)
+``theory_fault``       a ``Driver`` on the fault variant: SPEC §9's hook on (not run unless declared)
 ``theory_world``       the processor's world folder (``artifacts/`` is its ``/artifacts``)
 ``theory_schema``      the processor as a schemathesis schema, for ``schemathesis.pytest.from_fixture``
 ``theory_spec``, ``theory_ref``, ``theory_registry``, ``theory_adapter``, ``theory_target``
@@ -116,18 +118,42 @@ def theory_driver(
     return _driver(request, theory_session, theory_target, theory_processor)
 
 
+#: The variant fixtures and the session variant each boots. The plugin reads a check's
+#: fixture names to boot the variants it needs in the background, beside the default.
+VARIANT_FIXTURES = {"theory_canary": "canary", "theory_bare": "bare", "theory_fault": "fault"}
+
+
+def _variant(request: pytest.FixtureRequest, session: TheorySession, target: Target) -> Driver:
+    assert request.fixturename is not None  # a fixture's own request always names it
+    variant = VARIANT_FIXTURES[request.fixturename]
+    return _driver(request, session, target, _boot(session, target, variant))
+
+
 @pytest.fixture
-def theory_variant(
+def theory_canary(
     request: pytest.FixtureRequest, theory_session: TheorySession, theory_target: Target
-) -> Callable[[str], Driver]:
-    """``theory_variant(name)``: a Driver on the ``canary``, ``bare`` or ``fault`` processor."""
+) -> Driver:
+    """A ``Driver`` on the canary processor: each declared secret set to a canary value, and
+    CI=true (so ``mode: real`` must be refused, SPEC §1)."""
+    return _variant(request, theory_session, theory_target)
 
-    def variant(name: str) -> Driver:
-        return _driver(
-            request, theory_session, theory_target, _boot(theory_session, theory_target, name)
-        )
 
-    return variant
+@pytest.fixture
+def theory_bare(
+    request: pytest.FixtureRequest, theory_session: TheorySession, theory_target: Target
+) -> Driver:
+    """A ``Driver`` on the bare processor: no secret and no CI, for ERR_MISSING_SECRET.
+    Not run for a processor whose registry requires no secret."""
+    return _variant(request, theory_session, theory_target)
+
+
+@pytest.fixture
+def theory_fault(
+    request: pytest.FixtureRequest, theory_session: TheorySession, theory_target: Target
+) -> Driver:
+    """A ``Driver`` on the fault processor: SPEC §9's fault injection on, a 0.5 s timeout and
+    CI=true. Not run unless the registry declares ``capabilities: [fault-injection]``."""
+    return _variant(request, theory_session, theory_target)
 
 
 @pytest.fixture

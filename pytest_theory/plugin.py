@@ -24,6 +24,7 @@ from pytest_theory import ids
 from pytest_theory.adapters import ADAPTERS
 from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS, Driver
+from pytest_theory.fixtures import VARIANT_FIXTURES
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.replay import lines_of, reproduction
 from pytest_theory.rules import rule_of, rule_text
@@ -48,11 +49,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "processors (refs and adapters, a string or a list)",
     )
     config.addinivalue_line("markers", "theory_rule(rule): the contract rule a check belongs to")
-    config.addinivalue_line(
-        "markers",
-        "theory_variants(*names): the variants (canary, bare, fault) a test asks "
-        "theory_variant for; they boot in the background beside the default processor",
-    )
     options = TheoryOptions.from_config(config)
     if options.mode == "real" and is_ci():
         raise pytest.UsageError("ERR_CI_SAFETY: --theory-mode real is refused when CI=true")
@@ -224,12 +220,17 @@ class VariantPlanner:
         wanted: dict[Target, set[str]] = defaultdict(set)
         for item in items:
             target = _target_of(item)
-            marker = item.get_closest_marker("theory_variants")
-            if target is not None and marker:
-                wanted[target].update(marker.args)
-        TheorySession.of(config).variants_wanted = dict(wanted)
-        if wanted:
-            items.sort(key=lambda item: item.get_closest_marker("theory_variants") is not None)
+            if target is not None:
+                wanted[target].update(variants_of(item))
+        TheorySession.of(config).variants_wanted = {t: v for t, v in wanted.items() if v}
+        if any(wanted.values()):
+            items.sort(key=lambda item: bool(variants_of(item)))
+
+
+def variants_of(item: pytest.Item) -> set[str]:
+    """The variants a check asks for, through the variant fixtures it (transitively) uses."""
+    names = getattr(item, "fixturenames", ())
+    return {variant for name, variant in VARIANT_FIXTURES.items() if name in names}
 
 
 @pytest.hookimpl(wrapper=True)

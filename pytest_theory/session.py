@@ -254,6 +254,8 @@ class TheorySession:
             )
         if variant == "fault" and not spec.declares(FAULT_INJECTION):
             not_run(f"{FAULT_INJECTION} not declared")
+        if variant == "bare" and not spec.secrets_required:
+            not_run("the registry requires no secret")  # ERR_MISSING_SECRET: nothing to provoke
         environment = {"IMAGE_DIGEST": adapter.digest_for(spec)}
         if variant == "canary":
             environment.update({name: CANARY for name in spec.secrets_declared}, CI="true")

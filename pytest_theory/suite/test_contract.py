@@ -40,7 +40,7 @@ from pytest_theory.fuzz import (
 )
 from pytest_theory.registry import ProcessorSpec, load_spec
 from pytest_theory.rules import rule
-from pytest_theory.session import CANARY, FAULT_INJECTION, TheorySession, not_run
+from pytest_theory.session import CANARY, TheorySession, not_run
 
 OVERSIZED_BODY_BYTES = 8 * 1024 * 1024
 HEALTH_WAIT_S = 120.0  # bound on Docker's first verdict on the HEALTHCHECK
@@ -349,33 +349,26 @@ def test_err_mode_for_anything_but_mock_or_real(theory_driver: Driver) -> None:
     assert_error(theory_driver.run(theory_driver.payload(mode="smoke")), "ERR_MODE")
 
 
-@pytest.mark.theory_variants("bare")
 @rule("errors")
-def test_err_missing_secret_in_real_mode(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
+def test_err_missing_secret_in_real_mode(theory_bare: Driver) -> None:
     """ERR_MISSING_SECRET 500: real mode and a required secret is absent."""
-    if not theory_spec.secrets_required:
-        not_run("the registry requires no secret")
-    bare = theory_variant("bare")
-    assert_error(bare.run(bare.payload(mode="real")), "ERR_MISSING_SECRET")
+    assert_error(theory_bare.run(theory_bare.payload(mode="real")), "ERR_MISSING_SECRET")
 
 
-@pytest.mark.theory_variants("fault")
 @rule("errors")
 @pytest.mark.parametrize(
     ("fault", "code"),
     [("provider", "ERR_PROVIDER"), ("timeout", "ERR_TIMEOUT"), ("internal", "ERR_INTERNAL")],
 )
 def test_err_for_provider_timeout_and_internal_failures(
-    theory_variant: Any, theory_spec: ProcessorSpec, fault: str, code: str
+    theory_fault: Driver, fault: str, code: str
 ) -> None:
     """ERR_PROVIDER 502, ERR_TIMEOUT 504 (runtime.timeout_s), ERR_INTERNAL 500, never a framework page.
 
     §9: provoked through the declared test hook (THEORY_FAULT_INJECTION=1, meta.fault); a
     processor that does not declare `capabilities: [fault-injection]` is not judged here.
     """
-    if not theory_spec.declares(FAULT_INJECTION):
-        not_run(f"{FAULT_INJECTION} not declared")
-    faulty = theory_variant("fault")
+    faulty = theory_fault
     assert_error(
         faulty.run(faulty.payload(mode="mock", meta={"trace_id": "fault", "fault": fault})), code
     )
@@ -541,13 +534,12 @@ def test_runs_log_start_settle_and_refusals(theory_driver: Driver) -> None:
     )
 
 
-@pytest.mark.theory_variants("canary")
 @rule("secrets")
-def test_secret_values_appear_nowhere(theory_variant: Any, theory_spec: ProcessorSpec) -> None:
+def test_secret_values_appear_nowhere(theory_canary: Driver, theory_spec: ProcessorSpec) -> None:
     """Secret values are redacted everywhere: logs, outputs, receipts, envelopes (a canary is set)."""
     if not theory_spec.secrets_declared:
         not_run("the registry declares no secret")
-    canary = theory_variant("canary")
+    canary = theory_canary
     runs = [
         canary.run(),
         canary.run(canary.payload(mode="real")),
@@ -609,11 +601,10 @@ def test_a_secret_split_across_streamed_tokens_is_redacted(
 # -- adapters: CI safety, digest drift, concurrency -------------------------------------------
 
 
-@pytest.mark.theory_variants("canary")
 @rule("ci-safety")
-def test_the_processor_refuses_real_under_ci(theory_variant: Any) -> None:
+def test_the_processor_refuses_real_under_ci(theory_canary: Driver) -> None:
     """With CI=true, real is refused with ERR_CI_SAFETY ... by the processor itself."""
-    canary = theory_variant("canary")  # CI=true in its environment
+    canary = theory_canary  # CI=true in its environment
     assert_error(canary.run(canary.payload(mode="real")), "ERR_CI_SAFETY")
 
 
