@@ -30,6 +30,7 @@ from typing import Any
 import docker
 
 from pytest_theory.adapters import LocalAdapter
+from pytest_theory.adapters.base import invoke_kwargs
 from pytest_theory.adapters.containers import ProcessorContainer, managed_containers
 from pytest_theory.adapters.http import wait_healthy
 from pytest_theory.contracts.hashing import cid_of_file
@@ -188,16 +189,20 @@ def bench_invoke(samples: int) -> list[Figure]:
         adapter = LocalAdapter(world_root=world)
         try:
             handle = adapter.acquire(spec)
-            kwargs: dict[str, Any] = {
-                "processor_ref": REF,
-                "mode": "mock",
-                "inputs_json": INPUTS,
-                "write_prefix": "/artifacts/bench/{execution_id}/",
-                "registry_snapshot": spec.snapshot(),
-            }
+
+            def invoke(execution_id: str) -> None:
+                adapter.invoke(
+                    **invoke_kwargs(
+                        spec,
+                        execution_id=execution_id,
+                        inputs=INPUTS,
+                        write_prefix="/artifacts/bench/{execution_id}/",
+                    )
+                )
+
             invoke_ms, raw_ms = [], []
             for i in range(samples + 5):  # interleaved, so drift hits both alike
-                took = timed(lambda i=i: adapter.invoke(execution_id=f"inv-{i}", **kwargs)) * 1000
+                took = timed(lambda i=i: invoke(f"inv-{i}")) * 1000
                 raw = timed(
                     lambda i=i: handle.client.post(
                         "/run", json=payload(f"raw-{i}")

@@ -35,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pytest_theory.adapters import get_adapter
-from pytest_theory.adapters.base import OnEvent
+from pytest_theory.adapters.base import OnEvent, invoke_kwargs
 from pytest_theory.contracts.errors import (
     TRANSIENT_ADAPTER_CODES,
     ContractError,
@@ -308,18 +308,16 @@ class RunService:
                 adapter=request.adapter,
                 mode=request.mode,
             )
-            envelope: dict[str, Any] = adapter.invoke(
-                processor_ref=str(request.spec.ref),
-                mode=request.mode,
-                inputs_json=inputs,
-                write_prefix=request.write_prefix,
+            kwargs = invoke_kwargs(
+                request.spec,
                 execution_id=execution.id,
-                registry_snapshot=execution.registry_snapshot,
+                inputs=inputs,
+                mode=request.mode,
+                write_prefix=request.write_prefix,
                 adapter_opts=opts,
-                secrets_present=request.spec.secrets_declared,
                 stream=request.stream,
-                on_event=request.on_event,
             )
+            envelope: dict[str, Any] = adapter.invoke(**kwargs, on_event=request.on_event)
             code = envelope.get("error", {}).get("code")
             transient = code is not None and ErrorCode(code) in TRANSIENT_ADAPTER_CODES
             if not transient or execution.attempts >= policy.max_attempts:
