@@ -24,6 +24,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tests.waiting import wait_for
+
 MODAL_URL = "https://theory-llm-litellm-v1-dev--serve.modal.run"
 FILE_BYTES = b"\x89PNG fake image bytes from the fake Replicate"
 
@@ -127,11 +129,7 @@ def serving(app: FastAPI) -> Iterator[int]:
     server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the fake server did not start")
-        time.sleep(0.02)
+    wait_for(lambda: server.started, timeout_s=10, what="the fake server started")
     try:
         yield port
     finally:
@@ -166,7 +164,7 @@ class StandInFunction:
 
     def get_web_url(self) -> str | None:
         inspect.signature(modal.Function.get_web_url).bind(self)  # the real method takes no args
-        time.sleep(self.delay)
+        time.sleep(self.delay)  # fault: a lookup that answers slowly
         if self.fail:
             raise self.fail
         return self.url

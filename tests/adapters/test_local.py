@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -103,10 +102,10 @@ def test_a_pooled_container_that_died_is_replaced(
 
 
 def test_without_reuse_each_call_cleans_up(
-    local: LocalAdapter, call: Any, docker_client: Any
+    local: LocalAdapter, call: Any, docker_client: Any, tmp_path: Path
 ) -> None:
     before = our_containers(docker_client)
-    envelope = call(local, adapter_opts={"world_root": "/tmp/theory-noreuse", "reuse": False})
+    envelope = call(local, adapter_opts={"world_root": str(tmp_path), "reuse": False})
     assert envelope["status"] == "success"
     assert our_containers(docker_client) == before
 
@@ -262,7 +261,7 @@ CHILD = textwrap.dedent(
     adapter = LocalAdapter(world_root=sys.argv[1])
     adapter.acquire(Registry.discover().get_spec("llm/litellm@1"))
     print("ready", flush=True)
-    time.sleep(600)
+    time.sleep(600)  # fault: a session that waits to be killed
     """
 )
 
@@ -322,7 +321,7 @@ def _copy_processor(tmp_path: Path, name: str) -> Path:
 
 
 def test_os_environ_is_not_passed_wholesale(
-    local: LocalAdapter, monkeypatch: pytest.MonkeyPatch
+    local: LocalAdapter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-present-123")
     monkeypatch.setenv("UNRELATED_SECRET", "nope-nope")
@@ -330,7 +329,7 @@ def test_os_environ_is_not_passed_wholesale(
     handle = local.acquire(
         spec,
         environment=local.default_environment(spec, ["OPENAI_API_KEY", "UNRELATED_SECRET"]),
-        world_root=os.environ.get("TMPDIR", "/tmp") + "/theory-env",
+        world_root=tmp_path,
     )
     env = dict(e.split("=", 1) for e in handle.container.container.attrs["Config"]["Env"])
     assert env["OPENAI_API_KEY"] == "sk-present-123" and "UNRELATED_SECRET" not in env

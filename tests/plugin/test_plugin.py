@@ -7,16 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from docker.errors import NotFound
 
-from pytest_theory.adapters.containers import LABEL_OWNER, managed_containers, owner_alive
+from pytest_theory.adapters.containers import LABEL_OWNER, LABEL_RUN, managed_containers
 from tests.conftest import REPO, our_containers
 from tests.plugin.conftest import BREAKS, DOCKERFILE_BREAKS, QUICK, make_broken, summaries
+from tests.waiting import wait_for
 
 docker = pytest.mark.docker
 
@@ -256,12 +257,12 @@ def test_an_interrupted_session_leaves_no_container(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while not _containers_of(docker_client, child.pid):
-        assert child.poll() is None and time.monotonic() < deadline, (
-            "the session never booted a container"
-        )
-        time.sleep(0.2)
+    wait_for(
+        lambda: child.poll() is not None or _containers_of(docker_client, child.pid),
+        timeout_s=120,
+        what="the session booted a container",
+    )
+    assert child.poll() is None, "the session ended before it booted a container"
     child.send_signal(signum)
     assert child.wait(120) != 0
     assert _containers_of(docker_client, child.pid) == []
@@ -271,19 +272,16 @@ def test_an_interrupted_session_leaves_no_container(
 
 @docker
 def test_keep_leaves_the_containers_running_for_debugging(
-    pytester: pytest.Pytester, docker_client: Any
+    pytester: pytest.Pytester, docker_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = our_containers(docker_client)
+    # A run label of its own: the engine is shared, and only that session's containers
+    # are this test's to look at and to remove.
+    run_id = f"keep-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("THEORY_RUN_ID", run_id)
     result = pytester.runpytest_subprocess(
         "--theory-ref", "llm/litellm@1", "--theory-keep", "-k", "healthz", *QUICK
     )
-    # Only the finished session's (its owner is gone): the engine is shared, and other
-    # runs' containers come and go meanwhile.
-    kept = [
-        c
-        for c in managed_containers(docker_client)
-        if c.name not in before and not owner_alive(c.labels.get(LABEL_OWNER, ""))
-    ]
+    kept = [c for c in managed_containers(docker_client) if c.labels.get(LABEL_RUN) == run_id]
     try:
         assert_green(result)
         assert kept, "--theory-keep removed the session's containers"

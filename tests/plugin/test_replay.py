@@ -8,7 +8,6 @@ import re
 import shlex
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from pytest_theory.adapters.base import Launch
 from pytest_theory.replay import Exchange, docker_run_line, lines_of, reproduction
 from tests.plugin.conftest import QUICK
+from tests.waiting import wait_for
 
 #: Shell-active text and bytes that are not UTF-8: a replay must send them as they are.
 BODY = b'{"execution_id": "$(id)", "x": "`id` \'q\' \\" \xff\xfe"}'
@@ -108,15 +108,11 @@ def test_the_printed_replay_gets_the_same_answer(
     assert started.returncode == 0, started.stderr
     container = docker_client.containers.get(started.stdout.strip())
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, container.logs()[-2000:]
-            time.sleep(0.2)
+        wait_for(
+            lambda: _healthy(port),
+            timeout_s=60,
+            what=lambda: container.logs()[-2000:].decode(errors="replace"),
+        )
         replayed = subprocess.run(
             ["bash", "-c", curl + " -w '\\n%{http_code}'"],
             env=environment,
@@ -134,3 +130,10 @@ def test_the_printed_replay_gets_the_same_answer(
         document.get("meta", {}).pop("duration_ms", None)
     assert envelope == preview
     assert "uid=" not in body.decode("utf-8", "replace"), "the shell ran $(id)"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

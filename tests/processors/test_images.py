@@ -25,6 +25,7 @@ from pytest_theory.registry import ProcessorSpec, Registry
 from tests.conftest import REPO, payload
 from tests.fakes import FILE_BYTES, bridge_gateway, openai_compatible, replicate_compatible, serving
 from tests.processors.conftest import sse_events
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leaks")]
 
@@ -199,14 +200,13 @@ def test_image_hygiene(images: dict[str, ResolvedImage], docker_client: Any) -> 
 
 
 def test_docker_healthcheck_turns_healthy(docker_client: Any, images: Any, tmp_path: Path) -> None:
-    import time
-
     proc = Running(docker_client, REGISTRY["llm/litellm@1"], images["llm/litellm@1"], tmp_path, {})
     try:
-        deadline = time.monotonic() + 40
-        while proc.container.health_status() != "healthy":
-            assert time.monotonic() < deadline, proc.container.health_status()
-            time.sleep(0.5)
+        wait_for(
+            lambda: proc.container.health_status() == "healthy",
+            timeout_s=40,
+            what=lambda: f"Docker's health status is {proc.container.health_status()}",
+        )
     finally:
         proc.stop()
 

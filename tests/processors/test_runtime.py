@@ -81,11 +81,18 @@ def test_success_writes_outputs_index_and_receipts(make_app: MakeApp) -> None:
     ]
 
 
-def test_mock_outputs_do_not_depend_on_execution_id_or_time(make_app: MakeApp) -> None:
-    app = make_app()
-    first = app.run(payload(execution_id="a")).json()
-    time.sleep(0.01)
-    second = make_app().run(payload(execution_id="b")).json()
+def test_mock_outputs_do_not_depend_on_execution_id_or_time(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_theory.processors.runtime import app as runtime_app
+
+    first = make_app().run(payload(execution_id="a")).json()
+    # Five years later by the runtime's clock (not by sleeping), and the receipt says so.
+    monkeypatch.setattr(runtime_app, "utc_timestamp", lambda: "2031-06-01T00:00:00.000Z")
+    later = make_app()
+    second = later.run(payload(execution_id="b")).json()
+    receipt = json.loads(later.world.joinpath("outputs/demo/b/receipt.json").read_bytes())
+    assert receipt["timestamp_utc"] == "2031-06-01T00:00:00.000Z"
     assert [o["cid"] for o in first["outputs"]] == [o["cid"] for o in second["outputs"]]
 
 
@@ -268,7 +275,7 @@ def test_timeouts_are_504_and_a_late_handler_writes_nothing(make_app: MakeApp) -
     finished = threading.Event()
 
     def slow(ctx: RunContext) -> Result:
-        time.sleep(0.6)
+        time.sleep(0.6)  # fault: a handler slower than the timeout
         finished.set()
         return Result([Output("metadata.json", b"{}")], "t")
 
@@ -452,7 +459,7 @@ def test_a_body_that_trickles_is_cut_off(
 
     async def trickle() -> Any:
         yield b"{"
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # fault: a client that stops sending mid-body
         yield b"}"
 
     response = make_app().run(content=trickle(), headers={"content-type": "application/json"})

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import CID, RELIABILITY, llm_inputs
 from tests.reliability.conftest import REGISTRY, Target, boot
 from tests.reliability.corpus import good_payload
+from tests.waiting import wait_for
 
 LLM = "llm/litellm@1"
 #: Runs of the timeout race, and the timeout that makes it a race.
@@ -73,14 +74,12 @@ def stages_and_empty_folders(artifacts: Path) -> list[str]:
 
 def wait_settled(artifacts: Path) -> list[str]:
     """Leftovers once handler threads still finishing timed-out runs are done (bounded)."""
-    import time
-
-    deadline = time.monotonic() + SETTLE_S
-    while True:
-        left = stages_and_empty_folders(artifacts)
-        if not any(".theory-stage-" in p for p in left) or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
+    wait_for(
+        lambda: not any(".theory-stage-" in p for p in stages_and_empty_folders(artifacts)),
+        timeout_s=SETTLE_S,
+        what="the timed-out runs' handler threads finished",
+    )
+    return stages_and_empty_folders(artifacts)
 
 
 # -- 1. no write ever leaves the prefix --------------------------------------------------

@@ -19,6 +19,7 @@ from pytest_theory.fuzz import check_run_answer, check_stream_answer, fuzz_endpo
 from pytest_theory.registry import Registry
 from tests.conftest import FIXTURES, RELIABILITY, our_containers
 from tests.reliability.conftest import INPUTS, REFS, Target, boot
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leaks")]
 
@@ -95,9 +96,7 @@ def test_a_container_killed_mid_run_is_a_canonical_error(
 
     caller = threading.Thread(target=hang)
     caller.start()
-    deadline = time.monotonic() + 30
-    while "chaos.behave" not in handle.stderr() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: "chaos.behave" in handle.stderr(), timeout_s=30, what="the run started")
     assert handle.container.container is not None
     handle.container.container.kill()
     caller.join(60)
