@@ -288,13 +288,13 @@ def _add_failure_sections(item: pytest.Item, report: pytest.TestReport, rule: st
 
 
 def _replay_folder(item: pytest.Item) -> Path:
-    """Where a failing check's request bodies are written, beside the run's other reports."""
-    cache = getattr(item.config, "cache", None)
-    base = (
-        Path(cache.mkdir("theory-replay"))
-        if cache is not None
-        else Path(tempfile.gettempdir(), "theory-replay")
-    )
+    """Where a failing check's request bodies are written: this session's own folder (beside
+    its worlds), never one a concurrent run of the same check would overwrite."""
+    session = item.config.stash.get(SESSION, None)
+    if session is not None and session.base_dir is not None:
+        base = session.base_dir / "replay"
+    else:
+        base = Path(tempfile.mkdtemp(prefix="theory-replay-"))
     return base / re.sub(r"[^A-Za-z0-9_.-]+", "-", item.nodeid)[-150:]
 
 

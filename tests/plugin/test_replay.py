@@ -90,6 +90,9 @@ def test_the_printed_replay_gets_the_same_answer(
     curl = next(line for line in replay if line.startswith("curl "))
     answered = next(line for line in replay if line.startswith("# 1: POST /run -> HTTP "))
     assert seen is not None and f"HTTP {seen.group(1)}: " in answered
+    # The bodies are the session's own (under its basetemp), not a folder shared between runs.
+    body = re.search(r"--data-binary @(\S+)", curl)
+    assert body is not None and shlex.split(body.group(1))[0].startswith(str(pytester.path))
     names = re.findall(r" -e (\S+)", docker_line)
     assert "IMAGE_DIGEST" in names and not re.search(r" -e \S+=", docker_line)
 
