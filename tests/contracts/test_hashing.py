@@ -104,6 +104,15 @@ def test_inputs_hash_memo_key_and_seed_follow_the_spec() -> None:
     assert inputs_hash({"params": {"x": 1}, "schema": "v1"}) == ih  # key order is irrelevant
 
 
+@pytest.mark.parametrize(
+    ("first_16_hex", "seed"),
+    [("f" * 16, 2**63 - 1), ("8" + "0" * 15, 0), ("0123456789abcdef", 0x0123456789ABCDEF)],
+)
+def test_the_seed_is_63_bits_of_the_hash_head(first_16_hex: str, seed: int) -> None:
+    """The hash's first 8 bytes without their top bit: a seed always fits a signed int64."""
+    assert seed_for("b3:" + first_16_hex + "0" * 48) == seed
+
+
 @pytest.mark.parametrize("value", ["b3:" + "A" * 64, "b3:" + "0" * 63, "sha256:" + "0" * 64, None])
 def test_is_cid_refuses_malformed_ids(value: object) -> None:
     assert not is_cid(value)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
+from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 from django.db import connection
+from django.db.models import F
 
-from pytest_theory.django_project.apps.runs import ledger
+from pytest_theory.django_project.apps.runs import budget, ledger
 from pytest_theory.django_project.apps.runs.models import (
     Execution,
     LedgerEvent,
     LedgerHead,
     LedgerImmutable,
+    Plan,
 )
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +46,57 @@ def test_each_hash_links_to_the_previous() -> None:
         assert after.prev_hash == before.hash
         assert after.hash == ledger.link(before.hash, after.canonical.encode())
     assert ledger.verify().ok and ledger.verify().events == 3
+
+
+def spec_hash(prev_hash: str, event: LedgerEvent) -> str:
+    """The documented formula, computed here without the ledger's own functions: ``b3:`` of
+    blake3 over the previous hash's text followed by the event's canonical JSON (sorted keys,
+    no spaces) of kind, execution id, plan key, data and the UTC time in microseconds."""
+    body = {
+        "kind": event.kind,
+        "execution_id": event.execution_id,
+        "plan_key": event.plan_key,
+        "data": event.data,
+        "created_at": event.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return "b3:" + blake3(prev_hash.encode() + canonical).hexdigest()
+
+
+def test_each_hash_is_blake3_of_the_previous_hash_and_the_event() -> None:
+    events = three()
+    prev = "b3:" + "0" * 64
+    for event in events:
+        assert event.prev_hash == prev
+        assert event.hash == spec_hash(prev, event)
+        prev = event.hash
+    assert len(set(e.hash for e in events)) == 3
+
+
+def test_the_same_event_after_another_head_links_differently() -> None:
+    """The hash covers the previous hash: one body, two heads, two hashes."""
+    body = b'{"kind":"plan"}'
+    assert ledger.link("b3:" + "1" * 64, body) != ledger.link("b3:" + "2" * 64, body)
+    assert (
+        ledger.link("b3:" + "1" * 64, body) == "b3:" + blake3(b"b3:" + b"1" * 64 + body).hexdigest()
+    )
+
+
+def test_a_forged_hash_is_found_even_when_head_and_anchor_agree_with_it(
+    ledger_anchor: Path,
+) -> None:
+    """Who can write the database and the anchor file can make them agree with each other;
+    the hash still has to be the one the event's content gives."""
+    events = three()
+    forged = "b3:" + blake3(b"anything else").hexdigest()
+    last = events[-1]
+    sql("UPDATE runs_ledgerevent SET hash = %s WHERE seq = %s", forged, last.seq)
+    LedgerHead.objects.filter(pk=1).update(hash=forged)
+    lines = ledger_anchor.read_text().splitlines()
+    ledger_anchor.write_text("\n".join([*lines[:-1], f"{last.seq} {forged}"]) + "\n")
+    verdict = ledger.verify()
+    assert not verdict.ok
+    assert verdict.problem == f"event {last.seq}: its content was altered"
 
 
 def test_the_orm_refuses_to_change_history() -> None:
@@ -163,3 +219,218 @@ def test_a_ledger_older_than_its_anchor_is_adopted_once(manage: Any, ledger_anch
     assert manage("verify_ledger", "--adopt").code == 0
     assert manage("verify_ledger").code == 0
     assert manage("verify_ledger", "--adopt").code == 1, "an anchored ledger is never re-adopted"
+
+
+# A history as the control plane writes it (service.py, plans.py, reaper.py): two plans, a
+# budget change, and executions that settled, failed, were refused, reaped, retried or are
+# still running, each with the budget moved the way its events say.
+Status = Execution.Status
+
+
+def books(manage: Any) -> dict[str, Any]:
+    assert manage("plans", "create", "team", "--budget-usd-micro", "1000").code == 0
+    assert manage("plans", "create", "other", "--budget-usd-micro", "500").code == 0
+    assert manage("plans", "budget", "team", "--budget-usd-micro", "2000").code == 0
+    team = Plan.objects.get(key="team")
+
+    def run(execution_id: str, reserved: int, *kinds: str, status: str, cost: int = 0) -> None:
+        Execution.objects.create(
+            id=execution_id, plan=team, ref="x/y@1", adapter="inprocess", mode="mock"
+        )
+        if kinds[0] == "admission":
+            budget.reserve(team.pk, reserved)
+        for kind in kinds:
+            data: dict[str, Any] = {"reserved_usd_micro": reserved} if kind == "admission" else {}
+            if kind == "settlement":
+                data["cost_usd_micro"] = budget.settle(team.pk, reserved, cost)
+            elif kind in ("failure", "reaped"):
+                budget.release(team.pk, reserved)
+            ledger.append(kind, execution_id=execution_id, plan_key="team", data=data)
+        Execution.objects.filter(id=execution_id).update(
+            status=status, cost_usd_micro=cost if kinds[-1] == "settlement" else 0
+        )
+
+    run("e-ok", 300, "admission", "start", "settlement", status=Status.SUCCEEDED, cost=120)
+    run("e-fail", 100, "admission", "start", "failure", status=Status.FAILED)
+    run("e-reaped", 40, "admission", "start", "reaped", status=Status.FAILED)
+    run("e-refused", 0, "refusal", status=Status.REFUSED)
+    run("e-retry", 50, "admission", "start", "retry", status=Status.RUNNING)
+    run("e-run", 200, "admission", status=Status.PENDING)
+    return {"team": team, "events": LedgerEvent.objects.count()}
+
+
+def test_an_honest_history_checks_out_with_every_event_counted(manage: Any) -> None:
+    made = books(manage)
+    team = Plan.objects.get(key="team")
+    assert (team.budget_usd_micro, team.reserved_usd_micro, team.spent_usd_micro) == (
+        2000,
+        250,
+        120,
+    )
+    assert made["events"] == 3 + 3 + 3 + 3 + 1 + 3 + 1
+    assert ledger.verify() == ledger.Verdict(True, made["events"])
+    assert manage("verify_ledger").stdout == f"ledger intact: {made['events']} events\n"
+
+
+def edit(model: Any, key: str, **change: Any) -> Callable[[], None]:
+    field = "key" if model is Plan else "id"
+    return lambda: model.objects.filter(**{field: key}).update(**change)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (
+            edit(Plan, "team", reserved_usd_micro=251),
+            "plan team: budget/reserved/spent (2000, 251, 120) in the table, (2000, 250, 120) "
+            "by the ledger",
+        ),
+        (
+            edit(Plan, "team", spent_usd_micro=119),
+            "plan team: budget/reserved/spent (2000, 250, 119) in the table, (2000, 250, 120) "
+            "by the ledger",
+        ),
+        (
+            edit(Plan, "team", budget_usd_micro=1000),
+            "plan team: budget/reserved/spent (1000, 250, 120) in the table, (2000, 250, 120) "
+            "by the ledger",
+        ),
+        (
+            edit(Plan, "other", reserved_usd_micro=1),
+            "plan other: budget/reserved/spent (500, 1, 0) in the table, (500, 0, 0) by the ledger",
+        ),
+        (
+            lambda: Plan.objects.filter(key="other").delete(),
+            "plan other is in the ledger but not in the table",
+        ),
+        (
+            edit(Execution, "e-ok", status=Status.FAILED),
+            "execution e-ok: status failed, but its last event is settlement",
+        ),
+        (
+            edit(Execution, "e-fail", status=Status.SUCCEEDED),
+            "execution e-fail: status succeeded, but its last event is failure",
+        ),
+        (
+            edit(Execution, "e-reaped", status=Status.RUNNING),
+            "execution e-reaped: status running, but its last event is reaped",
+        ),
+        (
+            edit(Execution, "e-refused", status=Status.FAILED),
+            "execution e-refused: status failed, but its last event is refusal",
+        ),
+        (
+            edit(Execution, "e-retry", status=Status.PENDING),
+            "execution e-retry: status pending, but its last event is retry",
+        ),
+        (
+            edit(Execution, "e-run", status=Status.SUCCEEDED),
+            "execution e-run: status succeeded, but its last event is admission",
+        ),
+        (
+            edit(Execution, "e-ok", cost_usd_micro=300),
+            "execution e-ok: cost 300 in the table, 120 by the ledger",
+        ),
+        (
+            edit(Execution, "e-fail", cost_usd_micro=100),
+            "execution e-fail: cost 100 in the table, 0 by the ledger",
+        ),
+        (
+            lambda: Execution.objects.filter(id="e-refused").delete(),
+            "execution e-refused is in the ledger but not in the table",
+        ),
+    ],
+    ids=[
+        "plan-reserved",
+        "plan-spent",
+        "plan-budget",
+        "idle-plan-reserved",
+        "plan-deleted",
+        "settled-status",
+        "failed-status",
+        "reaped-status",
+        "refused-status",
+        "retried-status",
+        "admitted-status",
+        "settled-cost",
+        "failed-cost",
+        "execution-deleted",
+    ],
+)
+def test_a_table_edited_against_its_events_is_found(
+    manage: Any, tamper: Callable[[], None], problem: str
+) -> None:
+    books(manage)
+    tamper()
+    assert ledger.verify() == ledger.Verdict(False, 0, problem)
+
+
+def test_every_unanchored_event_is_named(manage: Any, ledger_anchor: Path) -> None:
+    events = three()
+    kept = ledger_anchor.read_text().splitlines()[:1]
+    ledger_anchor.write_text("\n".join(kept) + "\n")
+    assert ledger.verify().problem == (
+        f"events {events[1].seq}..{events[2].seq} are not in the anchor {ledger_anchor}"
+    )
+
+
+@pytest.mark.parametrize("line", ["one b3:" + "0" * 64, "1 sha256:" + "0" * 64, "1"])
+def test_a_malformed_anchor_line_is_a_finding(ledger_anchor: Path, line: str) -> None:
+    three()
+    lines = ledger_anchor.read_text().splitlines()
+    ledger_anchor.write_text("\n".join([lines[0], line, *lines[2:]]) + "\n")
+    assert ledger.verify() == ledger.Verdict(False, 0, f"{ledger_anchor}:2: malformed anchor line")
+
+
+def test_a_head_whose_seq_runs_past_the_chain_is_a_finding() -> None:
+    three()
+    LedgerHead.objects.filter(pk=1).update(seq=F("seq") + 1)
+    assert (
+        ledger.verify().problem == "the last events were removed (the head points past the chain)"
+    )
+
+
+def test_adoption_anchors_each_event_and_refuses_a_broken_chain(
+    manage: Any, ledger_anchor: Path
+) -> None:
+    events = three()
+    ledger_anchor.unlink()
+    assert manage("verify_ledger", "--adopt").stdout == "ledger intact: 3 events\n"
+    assert ledger_anchor.read_text() == "".join(f"{e.seq} {e.hash}\n" for e in events)
+    ledger_anchor.unlink()
+    sql("UPDATE runs_ledgerevent SET data = %s WHERE seq = %s", '{"n": 42}', events[1].seq)
+    assert ledger.adopt() == ledger.Verdict(
+        False, 0, f"event {events[1].seq}: its content was altered"
+    )
+    assert not ledger_anchor.exists()
+    sql("UPDATE runs_ledgerevent SET data = %s WHERE seq = %s", '{"n": 1}', events[1].seq)
+    ledger_anchor.write_text(f"{events[0].seq} {events[0].hash}\n")
+    assert ledger.adopt() == ledger.Verdict(
+        False, 0, f"{ledger_anchor} anchors events already: nothing to adopt"
+    )
+
+
+def test_a_finding_made_while_the_ledger_moves_is_looked_at_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Events really committed between verify's looks (as concurrent runs do): a finding made
+    while the head moved is not reported until a look finds the head still."""
+    events = three()
+    sql("UPDATE runs_ledgerevent SET data = %s WHERE seq = %s", '{"n": 42}', events[1].seq)
+    read = ledger._rows
+    moves = {"left": 0}
+
+    def rows_while_a_run_commits() -> list[ledger.Row]:
+        if moves["left"]:
+            moves["left"] -= 1
+            ledger.append("start", execution_id="e-1", plan_key="p")
+        return read()
+
+    monkeypatch.setattr(ledger, "_rows", rows_while_a_run_commits)
+    moves["left"] = 2
+    altered = ledger.Verdict(False, 0, f"event {events[1].seq}: its content was altered")
+    assert ledger.verify(attempts=3) == altered and moves["left"] == 0
+    moves["left"] = 3
+    assert ledger.verify(attempts=3) == ledger.Verdict(
+        False, 0, "the ledger kept moving: no quiet moment in 3 looks"
+    )
