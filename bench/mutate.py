@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in chosen:
         started = time.monotonic()
         root = stage(module, known[module])
-        run_mutmut(root, args.max_children)
+        run_mutmut(root, min(args.max_children, known[module].get("children", args.max_children)))
         result = collect(module, root, time.monotonic() - started, known[module]["tests"])
         (RESULTS / f"{slug(module)}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(
