@@ -20,7 +20,9 @@ from pytest_theory.contracts import (
     resolve_mode,
     status_for,
 )
+from pytest_theory.contracts.digests import repository_of
 from pytest_theory.contracts.fingerprint import env_fingerprint
+from pytest_theory.contracts.outputs import declared_output, relpath_of
 
 HEX = "0123456789abcdef" * 4
 
@@ -144,3 +146,29 @@ def test_env_fingerprint_names_secrets_never_values() -> None:
     fingerprint = env_fingerprint(runtime, {"OPENAI_API_KEY": "sk-value"})
     assert fingerprint == "cpu=1;memory_gb=2;gpu=none;secrets=OPENAI_API_KEY"
     assert env_fingerprint(runtime, []) == "cpu=1;memory_gb=2;gpu=none;secrets=none"
+
+
+def test_a_repository_is_read_from_a_pinned_reference_only() -> None:
+    assert repository_of(f"localhost:5055/p/x@sha256:{HEX}") == "localhost:5055/p/x"
+    with pytest.raises(ValueError, match=r"^not a pinned reference: 'ghcr\.io/o/r:latest'$"):
+        repository_of("ghcr.io/o/r:latest")
+
+
+DECLARED = [
+    {"path": "text/a.txt", "mime": "text/plain"},
+    {"path": "img/*.png", "mime": "image/png"},
+]
+
+
+@pytest.mark.parametrize(
+    ("relpath", "index"),
+    [("text/a.txt", 0), ("img/x.png", 1), ("img/x.PNG", None), ("text/b.txt", None), ("a", None)],
+)
+def test_an_output_is_declared_by_its_exact_path_or_a_case_sensitive_glob(
+    relpath: str, index: int | None
+) -> None:
+    assert declared_output(DECLARED, relpath) == (None if index is None else DECLARED[index])
+
+
+def test_an_output_path_is_read_relative_to_the_prefix_outputs_folder() -> None:
+    assert relpath_of("/artifacts/o/e-1/outputs/text/a.txt", "/artifacts/o/e-1/") == "text/a.txt"

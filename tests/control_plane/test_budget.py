@@ -155,7 +155,7 @@ def test_a_reservation_may_take_the_plan_exactly_to_its_budget_and_no_further() 
 @pytest.mark.django_db
 def test_a_negative_reservation_is_refused_before_it_touches_the_plan() -> None:
     plan = fresh(1000)
-    with pytest.raises(ValueError, match="a reservation is not negative"):
+    with pytest.raises(ValueError, match=r"^a reservation is not negative$"):
         budget.reserve(plan.pk, -1)
     budget.reserve(plan.pk, 0)
     assert amounts(plan) == (1000, 0, 0)
