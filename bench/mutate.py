@@ -63,9 +63,9 @@ def slug(module: str) -> str:
     return module.removesuffix(".py").replace("/", ".")
 
 
-def stage(module: str, entry: dict[str, Any]) -> Path:
+def stage(modules: list[str], entry: dict[str, Any]) -> Path:
     """A copy of the working tree (tracked and untracked, not ignored) in the installed layout."""
-    root = STAGE / slug(module)
+    root = STAGE / slug(modules[0])
     shutil.rmtree(root, ignore_errors=True)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -87,7 +87,7 @@ def stage(module: str, entry: dict[str, Any]) -> Path:
     others = sorted(p.name for p in root.iterdir() if p.name not in {"pytest_theory", "shared"})
     settings = {
         "source_paths": ["pytest_theory"],
-        "only_mutate": [f"pytest_theory/{module}"],
+        "only_mutate": [f"pytest_theory/{module}" for module in modules],
         "also_copy": others,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", *entry.get("args", [])],
         "pytest_add_cli_args_test_selection": entry["tests"],
@@ -155,7 +155,7 @@ def line_of(source: str, function: str, removed: list[str]) -> int:
     return start
 
 
-def collect(module: str, root: Path, seconds: float, tests: list[str]) -> dict[str, Any]:
+def collect(module: str, root: Path, seconds: float, group: list[str]) -> dict[str, Any]:
     """Counts and survivors, read with mutmut's own functions from inside the stage."""
     script = (
         "import json, sys\n"
@@ -204,12 +204,14 @@ def collect(module: str, root: Path, seconds: float, tests: list[str]) -> dict[s
         )
     return {
         "module": module,
-        "tests": tests,
+        "tests": load_modules()[module]["tests"],
+        "run_with": [other for other in group if other != module],
         "tool": f"mutmut {mutmut_version()}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(seconds),
         "mutants": len(mutants),
         "killed": sum(s in CAUGHT for s in statuses),
+        "timeouts": sum(s == "timeout" for s in statuses),
         "survived": len(survivors),
         "survivors": sorted(survivors, key=lambda s: (s["line"], s["mutation"])),
     }
@@ -259,9 +261,15 @@ def report() -> list[Verdict]:
         lines = [
             f"## {module}",
             "",
-            f"{result['mutants']} mutants, {result['killed']} killed, {result['survived']} survived "
+            f"{result['mutants']} mutants, {result['killed']} killed "
+            f"({result.get('timeouts', 0)} of them by a timeout), {result['survived']} survived "
             f"({score:.1%}); tests: {', '.join(f'`{t}`' for t in result['tests'])}; "
-            f"{result['tool']}, {result['date']}, {result['seconds']} s.",
+            f"{result['tool']}, {result['date']}, {result['seconds']} s"
+            + (
+                f" (one run with {', '.join(result['run_with'])})."
+                if result.get("run_with")
+                else "."
+            ),
             "",
         ]
         unexplained = 0
@@ -306,17 +314,26 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen and not args.report:
         parser.error("name a module, or --ci, --all or --report")
     RESULTS.mkdir(exist_ok=True)
+    # Modules with the same tests share one mutmut run (one copy, one clean and stats run).
+    groups: dict[str, list[str]] = {}
     for module in chosen:
+        entry = known[module]
+        key = json.dumps([entry["tests"], entry.get("args", []), entry.get("children")])
+        groups.setdefault(key, []).append(module)
+    for group in groups.values():
+        entry = known[group[0]]
         started = time.monotonic()
-        root = stage(module, known[module])
-        run_mutmut(root, min(args.max_children, known[module].get("children", args.max_children)))
-        result = collect(module, root, time.monotonic() - started, known[module]["tests"])
-        (RESULTS / f"{slug(module)}.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(
-            f"{module}: {result['mutants']} mutants, {result['killed']} killed, "
-            f"{result['survived']} survived, {result['seconds']} s",
-            flush=True,
-        )
+        root = stage(group, entry)
+        run_mutmut(root, min(args.max_children, entry.get("children", args.max_children)))
+        seconds = time.monotonic() - started
+        for module in group:
+            result = collect(module, root, seconds, group)
+            (RESULTS / f"{slug(module)}.json").write_text(json.dumps(result, indent=1) + "\n")
+            print(
+                f"{module}: {result['mutants']} mutants, {result['killed']} killed, "
+                f"{result['survived']} survived, {result['seconds']} s",
+                flush=True,
+            )
     verdicts = report()
     failed = [v for v in verdicts if v.module in chosen and (v.score < FLOOR or v.unexplained)]
     for verdict in failed:
