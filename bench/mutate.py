@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,7 @@ def collect(module: str, root: Path, seconds: float, group: list[str]) -> dict[s
         text=True,
     )
     mutants = json.loads(done.stdout.strip().splitlines()[-1])
+    recheck_timeouts(root, [m for m in mutants if m["status"] == "timeout"], load_modules()[module])
     source = (REPO / module).read_text()
     survivors = []
     for mutant in sorted(mutants, key=lambda m: (m["name"].rpartition("__mutmut_")[0], m["name"])):
@@ -215,6 +217,43 @@ def collect(module: str, root: Path, seconds: float, group: list[str]) -> dict[s
         "survived": len(survivors),
         "survivors": sorted(survivors, key=lambda s: (s["line"], s["mutation"])),
     }
+
+
+def recheck_timeouts(root: Path, timed_out: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """Each mutant mutmut timed out, run again alone, with a generous bound.
+
+    Under load (2 cores shared), a mutant whose tests pass can outlive mutmut's wall bound
+    (15 times the tests' clean duration) and be counted as caught. Here its tests run once
+    more in a fresh pytest: passing makes it a survivor, failing a kill, and only a mutant
+    still running after 60 s + 10 times the tests' clean duration stays a timeout.
+    """
+    if not timed_out:
+        return
+    stats = json.loads((root / "mutants" / "mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    durations = stats["duration_by_test"]
+
+    def recheck(mutant: dict[str, Any]) -> None:
+        tests = sorted(tests_of[mutant["name"].rpartition("__mutmut_")[0]])
+        bound = 60 + 10 * sum(durations.get(test, 0) for test in tests)
+        command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        try:
+            done = subprocess.run(
+                [*command, *entry.get("args", []), *tests],
+                cwd=root / "mutants",
+                env={**os.environ, "MUTANT_UNDER_TEST": mutant["name"]},
+                capture_output=True,
+                timeout=bound,
+            )
+        except subprocess.TimeoutExpired:
+            return
+        if done.returncode == 0:
+            mutant["status"] = "survived"
+        elif done.returncode == 1:  # tests failed (2-5 are pytest's own errors: left as they are)
+            mutant["status"] = "killed"
+
+    with ThreadPoolExecutor(max_workers=entry.get("children", 2)) as pool:
+        list(pool.map(recheck, timed_out))
 
 
 def mutmut_version() -> str:

@@ -69,6 +69,21 @@ def test_hashing_a_large_file_keeps_memory_flat(tmp_path: Path) -> None:
     assert peak < 4 * 1024 * 1024, f"hashing 256 MiB peaked at {peak} bytes of Python memory"
 
 
+def test_a_stream_is_hashed_chunk_by_chunk_with_memory_flat(tmp_path: Path) -> None:
+    size = 64 * 1024 * 1024 + 3  # many chunks, the last one short
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(size)
+    with open(path, "rb") as f:
+        tracemalloc.start()
+        cid, seen = cid_of_stream(f)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert seen == size
+    assert cid == "b3:" + blake3(bytes(size)).hexdigest()
+    assert peak < 4 * 1024 * 1024, f"hashing a 64 MiB stream peaked at {peak} bytes"
+
+
 def test_canonical_json_is_sorted_compact_and_refuses_nan() -> None:
     assert (
         canonical_json({"b": 1, "a": [1, {"d": "é", "c": None}]})

@@ -172,3 +172,32 @@ def test_an_output_is_declared_by_its_exact_path_or_a_case_sensitive_glob(
 
 def test_an_output_path_is_read_relative_to_the_prefix_outputs_folder() -> None:
     assert relpath_of("/artifacts/o/e-1/outputs/text/a.txt", "/artifacts/o/e-1/") == "text/a.txt"
+
+
+def test_is_ci_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", " Yes ")
+    assert is_ci()
+    monkeypatch.delenv("CI")
+    assert not is_ci()
+
+
+def test_mode_refusals_say_why() -> None:
+    with pytest.raises(ContractError) as info:
+        resolve_mode("smoke", {})
+    assert info.value.message == "mode must be 'mock' or 'real'" == str(info.value)
+    with pytest.raises(ContractError) as info:
+        resolve_mode("real", {"CI": "true"})
+    assert info.value.message == "mode 'real' is refused when CI=true" == str(info.value)
+
+
+def test_a_digest_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^a digest must be a string$"):
+        normalize_digest(None)  # type: ignore[arg-type]
+
+
+def test_env_fingerprint_names_the_gpu_and_every_secret_sorted() -> None:
+    runtime = {"cpu": 2, "memory_gb": 8, "gpu": "a10g"}
+    assert (
+        env_fingerprint(runtime, ["B_KEY", "A_KEY", "B_KEY"])
+        == "cpu=2;memory_gb=8;gpu=a10g;secrets=A_KEY,B_KEY"
+    )
