@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
-from datetime import UTC
+import stat
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +212,57 @@ def test_a_malformed_row_is_a_finding_not_a_traceback(manage: Any, column: str, 
     sql(f"UPDATE runs_ledgerevent SET {column} = %s WHERE seq = %s", value, events[1].seq)
     result = manage("verify_ledger")
     assert result.code == 1 and f"event {events[1].seq}: malformed row" in result.stdout
+
+
+def test_data_that_is_not_an_object_is_named_as_such() -> None:
+    events = three()
+    sql("UPDATE runs_ledgerevent SET data = %s WHERE seq = %s", "[1]", events[1].seq)
+    assert ledger.verify().problem == (
+        f"event {events[1].seq}: malformed row (data is not a JSON object)"
+    )
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local zone set away from UTC, so a time read as local shows."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("stored", "canonical"),
+    [
+        ("2026-01-02T03:04:05.123456+01:00", "2026-01-02T02:04:05.123456+00:00"),
+        ("2026-01-02 03:04:05.5", "2026-01-02T03:04:05.500000+00:00"),  # naive: UTC
+        (datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05.000000+00:00"),
+        (
+            datetime(2026, 1, 2, 12, 0, tzinfo=timezone(timedelta(hours=9))),
+            "2026-01-02T03:00:00.000000+00:00",
+        ),
+    ],
+)
+def test_a_stored_time_reads_as_utc_whatever_the_local_zone(
+    tokyo: None, stored: Any, canonical: str
+) -> None:
+    assert ledger._timestamp(stored) == canonical
+
+
+def test_a_stored_time_that_is_no_time_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^not a timestamp: 5$"):
+        ledger._timestamp(5)
+
+
+def test_the_anchor_file_is_made_private_with_its_folders(settings: Any, tmp_path: Path) -> None:
+    settings.THEORY_LEDGER_ANCHOR = tmp_path / "new" / "dir" / "ledger.anchor"
+    event = ledger.append("plan", plan_key="p", data={"budget_usd_micro": 1})
+    anchor = Path(settings.THEORY_LEDGER_ANCHOR)
+    assert anchor.read_text() == f"{event.seq} {event.hash}\n"
+    assert stat.S_IMODE(anchor.stat().st_mode) == 0o600
+    assert (event.execution_id, event.plan_key) == ("", "p")
+    assert ledger.append("start", execution_id="e-1").plan_key == ""
 
 
 def test_a_ledger_older_than_its_anchor_is_adopted_once(manage: Any, ledger_anchor: Any) -> None:
