@@ -201,3 +201,25 @@ def test_env_fingerprint_names_the_gpu_and_every_secret_sorted() -> None:
         env_fingerprint(runtime, ["B_KEY", "A_KEY", "B_KEY"])
         == "cpu=2;memory_gb=8;gpu=a10g;secrets=A_KEY,B_KEY"
     )
+
+
+def test_a_contract_error_carries_its_code_message_and_status() -> None:
+    error = ContractError("ERR_INPUTS", "inputs.x: too long")
+    assert (error.code, error.message, str(error), error.status) == (
+        ErrorCode.ERR_INPUTS,
+        "inputs.x: too long",
+        "inputs.x: too long",
+        400,
+    )
+    assert repr(error) == "ContractError(ERR_INPUTS, 'inputs.x: too long')"
+    # An adapter's own code has no processor status: it is a 500 unless said otherwise.
+    assert ContractError("ERR_DOCKER", "no engine").status == 500
+
+
+def test_an_error_envelope_without_context_has_empty_fields() -> None:
+    assert error_envelope("ERR_TIMEOUT", "took too long", attempt=2) == {
+        "status": "error",
+        "execution_id": "",
+        "error": {"code": "ERR_TIMEOUT", "message": "took too long"},
+        "meta": {"image_digest": "", "env_fingerprint": "", "attempt": 2},
+    }
