@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
 
 from pytest_theory.contracts import problems, schemas
-from pytest_theory.contracts.errors import error_envelope
+from pytest_theory.contracts.errors import ErrorCode, error_envelope
 from pytest_theory.contracts.openapi import bundled_schema, openapi_document
 from tests.conftest import CID, DIGEST, payload
 from tests.report import examples as report_examples
@@ -242,3 +244,106 @@ def test_spec_json_examples_validate(spec_md: str) -> None:
 def test_spec_registry_example_validates(spec_md: str) -> None:
     (block,) = spec_examples(spec_md, "yaml")
     assert problems("registry", yaml.safe_load(block)) == []
+
+
+def errors_of(schema: dict[str, Any], instance: Any) -> list[ValidationError]:
+    return list(Draft7Validator(schema).iter_errors(instance))
+
+
+@pytest.mark.parametrize(
+    ("parts", "root", "path"),
+    [
+        (["outputs", 0, "cid"], "", "outputs[0].cid"),
+        ([0, "a"], "", "[0].a"),
+        (["a", 1], "inputs", "inputs.a[1]"),
+        ([], "inputs", "inputs"),
+        ([], "", "(root)"),
+    ],
+)
+def test_json_paths_read_like_the_instance(parts: list[Any], root: str, path: str) -> None:
+    assert schemas.json_path(parts, root) == path
+
+
+def test_unexpected_fields_are_named_sorted_cut_and_at_most_five() -> None:
+    schema = {"type": "object", "properties": {"a": {}}, "additionalProperties": False}
+    instance = {"z": 1, "b": 2, "a": 0, "x" * 50: 1, "c": 1, "d": 1, "e": 1}
+    [error] = errors_of(schema, instance)
+    assert schemas.safe_describe(error, "inputs") == (
+        f"inputs: unexpected field(s) ['b', 'c', 'd', 'e', '{'x' * 40}']"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance", "line"),
+    [
+        ({"properties": {"k": {"pattern": "^a$"}}}, {"k": "sk-secret"}, "k: fails pattern='^a$'"),
+        ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, 1.5, "(root): fails oneOf='…'"),
+        ({"not": {"type": "string"}}, "sk-secret", "(root): fails not='…'"),
+        ({"const": "x" * 118}, "sk-secret", f"(root): fails const='{'x' * 118}'"),  # 120 chars
+        ({"const": "x" * 119}, "sk-secret", f"(root): fails const='{'x' * 116}..."),
+    ],
+    ids=["pattern", "oneOf", "not", "rule-of-120-chars", "rule-cut-at-120"],
+)
+def test_safe_descriptions_name_the_rule_never_the_value(
+    schema: dict[str, Any], instance: Any, line: str
+) -> None:
+    [error] = errors_of(schema, instance)
+    assert schemas.safe_describe(error) == line
+    assert schemas.first_problem([error]) == line
+
+
+def test_first_problem_names_the_place_under_its_root() -> None:
+    errors = errors_of({"properties": {"n": {"type": "integer"}}}, {"n": "sk-secret"})
+    assert schemas.first_problem(errors, "inputs") == "inputs.n: fails type='integer'"
+
+
+def test_problems_lists_every_failure_by_place() -> None:
+    assert schemas.problems("payload", {"schema": "v1", "execution_id": "a b", "mode": "x"}) == [
+        "(root): 'ref' is a required property",
+        "(root): 'inputs' is a required property",
+        "(root): 'write_prefix' is a required property",
+        "execution_id: 'a b' does not match '^[A-Za-z0-9_.-]{1,128}$'",
+        "mode: 'x' is not one of ['mock', 'real']",
+    ]
+
+
+def test_validate_raises_the_most_relevant_failure_and_keeps_them_all() -> None:
+    with pytest.raises(schemas.SchemaViolation) as info:
+        schemas.validate("payload", payload(mode="x"), code="ERR_INPUTS")
+    assert info.value.code is ErrorCode.ERR_INPUTS
+    assert str(info.value) == "mode: 'x' is not one of ['mock', 'real']"
+    assert info.value.problems == ["mode: 'x' is not one of ['mock', 'real']"]
+    bad = {"schema": "v1", "execution_id": "a b", "mode": "x"}
+    with pytest.raises(schemas.SchemaViolation) as info:
+        schemas.validate("payload", bad)
+    assert info.value.code is ErrorCode.ERR_PAYLOAD and info.value.status == 400
+    assert sorted(info.value.problems) == sorted(schemas.problems("payload", bad))
+    schemas.validate("payload", payload())  # a valid instance passes
+
+
+def test_inlined_validators_judge_as_the_referencing_library_does() -> None:
+    """Each contract schema with its $refs inlined gives the verdicts jsonschema gives when it
+    resolves them itself, for every example here (built afresh, not from an earlier test)."""
+    schemas.validator.cache_clear()
+    examples = [(n, i) for n, i in VALID] + [(n, i) for n, i, _ in INVALID]
+    for name in schemas.SCHEMA_NAMES:
+        inlined = schemas.validator(name)
+        assert '"$ref"' not in json.dumps(inlined.schema), name
+        resolving = Draft7Validator(schemas.load_schema(name), registry=schemas._registry())
+        for instance in (i for n, i in examples if n == name):
+            assert inlined.is_valid(instance) == resolving.is_valid(instance), (name, instance)
+    assert schemas.is_valid("payload", payload()) and not schemas.is_valid("payload", {})
+
+
+def test_inputs_validators_are_shared_by_equal_schemas() -> None:
+    one = schemas.inputs_validator({"type": "object", "required": ["a"]})
+    assert one is schemas.inputs_validator({"required": ["a"], "type": "object"})
+    assert not one.is_valid({}) and one.is_valid({"a": 1})
+
+
+def test_a_schema_that_is_no_draft7_schema_names_the_place() -> None:
+    found = schemas.check_draft7_schema({"properties": {"a": {"type": 5}}}, "inputs")
+    assert found == ["inputs.properties.a.type: 5 is not valid under any of the given schemas"]
+    assert schemas.check_draft7_schema({"type": 5}) == [
+        "type: 5 is not valid under any of the given schemas"
+    ]
