@@ -9,12 +9,18 @@ from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from pytest_theory.contracts import problems, schemas
 from pytest_theory.contracts.errors import ErrorCode, error_envelope
-from pytest_theory.contracts.openapi import bundled_schema, openapi_document
+from pytest_theory.contracts.openapi import (
+    SSE_STREAM_SCHEMA,
+    bundled_schema,
+    openapi_document,
+    payload_schema,
+    sse_item_schema,
+)
 from tests.conftest import CID, DIGEST, payload
 from tests.report import examples as report_examples
 
@@ -347,3 +353,112 @@ def test_a_schema_that_is_no_draft7_schema_names_the_place() -> None:
     assert schemas.check_draft7_schema({"type": 5}) == [
         "type: 5 is not valid under any of the given schemas"
     ]
+
+
+# -- the OpenAPI document, judged by what it accepts ------------------------------------------
+
+INPUTS_SCHEMA = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}
+
+
+def accepts(schema: dict[str, Any], instance: Any) -> bool:
+    """OpenAPI 3.2 schemas are JSON Schema 2020-12."""
+    return Draft202012Validator(schema).is_valid(instance)
+
+
+def test_the_payload_schema_takes_the_registry_inputs_and_the_spec_refusals() -> None:
+    schema = payload_schema(INPUTS_SCHEMA, "llm/litellm@1")
+    assert schema["properties"]["inputs"] == {"type": "object"}  # without its $schema
+    assert accepts(schema, payload())
+    assert not accepts(schema, payload(ref="other/ref@1"))
+    assert not accepts(schema, payload(inputs=[]))
+    for execution_id in (".", ".."):
+        assert not accepts(schema, payload(execution_id=execution_id))
+    for prefix in ("/artifacts/{execution_id}/", "/artifacts/a_b/c-d/{execution_id}/"):
+        assert accepts(schema, payload(write_prefix=prefix)), prefix
+    for prefix in ("/artifacts/{execution_id}", "/plan/{execution_id}/", "/artifacts/A/x/"):
+        assert not accepts(schema, payload(write_prefix=prefix)), prefix
+    assert accepts(payload_schema(INPUTS_SCHEMA), payload(ref="any/ref@9"))
+
+
+def test_bundling_drops_draft_keywords_and_keeps_no_reference() -> None:
+    for name in schemas.SCHEMA_NAMES:
+        text = json.dumps(bundled_schema(name))
+        for keyword in ('"$ref"', '"$schema"', '"$id"', '"title"', '"definitions"'):
+            assert keyword not in text, (name, keyword)
+    assert bundled_schema("envelope")["oneOf"] == [
+        bundled_schema("envelope_success"),
+        bundled_schema("envelope_error"),
+    ]
+
+
+EVENTS = [
+    ({"event": "progress", "data": '{"pct": 5}'}, True),
+    ({"event": "token", "data": "{}", "id": "7", "retry": 100}, True),
+    ({"event": "done", "data": "{}"}, True),
+    ({"event": "hello", "data": "{}"}, False),
+    ({"event": "log"}, False),
+    ({"data": "{}"}, False),
+    ({"event": "log", "data": {"a": 1}}, False),
+    ({"event": "log", "data": "{}", "id": 7}, False),
+    ({"event": "log", "data": "{}", "retry": "soon"}, False),
+    ({"event": "log", "data": "{}", "colour": "blue"}, False),
+]
+
+
+@pytest.mark.parametrize(("event", "ok"), EVENTS)
+def test_a_stream_event_is_event_and_data_as_schemathesis_reads_them(
+    event: dict[str, Any], ok: bool
+) -> None:
+    assert accepts(sse_item_schema(), event) is ok
+
+
+def test_a_done_event_carries_the_envelope_and_the_others_a_json_object() -> None:
+    item = sse_item_schema()
+    assert item["if"] == {"properties": {"event": {"const": "done"}}}
+    for branch, content in (("then", bundled_schema("envelope")), ("else", {"type": "object"})):
+        assert item[branch]["properties"]["data"] == {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": content,
+        }
+
+
+@pytest.mark.parametrize(
+    ("events", "ok"),
+    [
+        ([{"event": "progress"}, {"event": "done"}], True),
+        ([{"event": "progress"}], False),
+        ([{"event": "done"}, {"event": "done"}], False),
+    ],
+)
+def test_a_whole_stream_holds_exactly_one_done(events: list[Any], ok: bool) -> None:
+    assert accepts(SSE_STREAM_SCHEMA, events) is ok
+
+
+def test_the_document_answers_every_refusal_with_the_error_envelope() -> None:
+    document = openapi_document(title="llm", version="1", inputs_schema=INPUTS_SCHEMA, ref="a/b@1")
+    assert (document["openapi"], document["info"]) == ("3.2.0", {"title": "llm", "version": "1"})
+    healthz = document["paths"]["/healthz"]["get"]
+    alive = healthz["responses"]["200"]["content"]["application/json"]["schema"]
+    assert healthz["operationId"] == "healthz"
+    assert accepts(alive, {"ok": True}) and not accepts(alive, {"ok": False})
+    assert not accepts(alive, {})
+    run, stream = document["paths"]["/run"]["post"], document["paths"]["/run-stream"]["post"]
+    assert (run["operationId"], stream["operationId"]) == ("run", "run_stream")
+    for operation in (run, stream):
+        assert operation["requestBody"]["required"] is True
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == payload_schema(INPUTS_SCHEMA, "a/b@1")
+    statuses = {"400", "403", "413", "415", "500", "502", "504"}
+    assert set(run["responses"]) == {"200"} | statuses
+    assert run["responses"]["200"]["content"] == {
+        "application/json": {"schema": bundled_schema("envelope_success")}
+    }
+    for status in statuses:
+        assert run["responses"][status]["content"] == {
+            "application/json": {"schema": bundled_schema("envelope_error")}
+        }
+    events = stream["responses"]["200"]["content"]
+    assert events == {
+        "text/event-stream": {"itemSchema": sse_item_schema(), "schema": SSE_STREAM_SCHEMA}
+    }
