@@ -285,10 +285,26 @@ def test_unexpected_fields_are_named_sorted_cut_and_at_most_five() -> None:
         ({"properties": {"k": {"pattern": "^a$"}}}, {"k": "sk-secret"}, "k: fails pattern='^a$'"),
         ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, 1.5, "(root): fails oneOf='…'"),
         ({"not": {"type": "string"}}, "sk-secret", "(root): fails not='…'"),
+        ({"anyOf": [{"type": "string"}, {"type": "null"}]}, 1, "(root): fails anyOf='…'"),
+        ({"required": ["a"]}, {"b": "sk-secret"}, "(root): fails required=['a']"),
+        (
+            {"additionalProperties": False},
+            {"sk-secret": 1},
+            "(root): unexpected field(s) ['sk-secret']",
+        ),
         ({"const": "x" * 118}, "sk-secret", f"(root): fails const='{'x' * 118}'"),  # 120 chars
         ({"const": "x" * 119}, "sk-secret", f"(root): fails const='{'x' * 116}..."),
     ],
-    ids=["pattern", "oneOf", "not", "rule-of-120-chars", "rule-cut-at-120"],
+    ids=[
+        "pattern",
+        "oneOf",
+        "not",
+        "anyOf",
+        "required-on-an-object",
+        "unexpected-without-properties",
+        "rule-of-120-chars",
+        "rule-cut-at-120",
+    ],
 )
 def test_safe_descriptions_name_the_rule_never_the_value(
     schema: dict[str, Any], instance: Any, line: str
@@ -377,7 +393,16 @@ def test_the_payload_schema_takes_the_registry_inputs_and_the_spec_refusals() ->
         assert accepts(schema, payload(write_prefix=prefix)), prefix
     for prefix in ("/artifacts/{execution_id}", "/plan/{execution_id}/", "/artifacts/A/x/"):
         assert not accepts(schema, payload(write_prefix=prefix)), prefix
+    assert not accepts(schema, payload(write_prefix=5))
     assert accepts(payload_schema(INPUTS_SCHEMA), payload(ref="any/ref@9"))
+
+
+def test_a_document_never_shares_the_registry_inputs_schema() -> None:
+    """Whoever edits the served document (a fuzzer, a client) cannot edit the registry's own."""
+    registry_inputs = {"type": "object", "properties": {"x": {"enum": ["a"]}}}
+    schema = payload_schema(registry_inputs)
+    schema["properties"]["inputs"]["properties"]["x"]["enum"].append("b")
+    assert registry_inputs == {"type": "object", "properties": {"x": {"enum": ["a"]}}}
 
 
 def test_bundling_drops_draft_keywords_and_keeps_no_reference() -> None:
@@ -402,6 +427,7 @@ EVENTS = [
     ({"event": "log", "data": "{}", "id": 7}, False),
     ({"event": "log", "data": "{}", "retry": "soon"}, False),
     ({"event": "log", "data": "{}", "colour": "blue"}, False),
+    (["event", "data"], False),
 ]
 
 
@@ -442,7 +468,7 @@ def test_the_document_answers_every_refusal_with_the_error_envelope() -> None:
     alive = healthz["responses"]["200"]["content"]["application/json"]["schema"]
     assert healthz["operationId"] == "healthz"
     assert accepts(alive, {"ok": True}) and not accepts(alive, {"ok": False})
-    assert not accepts(alive, {})
+    assert not accepts(alive, {}) and not accepts(alive, [])
     run, stream = document["paths"]["/run"]["post"], document["paths"]["/run-stream"]["post"]
     assert (run["operationId"], stream["operationId"]) == ("run", "run_stream")
     for operation in (run, stream):
@@ -458,6 +484,9 @@ def test_the_document_answers_every_refusal_with_the_error_envelope() -> None:
         assert run["responses"][status]["content"] == {
             "application/json": {"schema": bundled_schema("envelope_error")}
         }
+    responses = [healthz["responses"]["200"], *run["responses"].values()]
+    for response in [*responses, stream["responses"]["200"]]:  # OpenAPI: REQUIRED
+        assert isinstance(response["description"], str) and response["description"]
     events = stream["responses"]["200"]["content"]
     assert events == {
         "text/event-stream": {"itemSchema": sse_item_schema(), "schema": SSE_STREAM_SCHEMA}
