@@ -466,3 +466,97 @@ def test_the_commit_gate_decides_once() -> None:
     assert gate.cancel() and not gate.claim()
     gate = CommitGate()
     assert gate.claim() and not gate.cancel()
+
+
+# -- the receipt's mode, time and duration (issue 20) ---------------------------------
+
+
+class Clock:
+    """A monotonic clock that moves only when told: the runtime's ``time`` in these tests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def written_receipts(app: App, execution_id: str = "e-1") -> tuple[dict[str, Any], dict[str, Any]]:
+    receipt = json.loads(
+        app.world.joinpath(f"outputs/demo/{execution_id}/receipt.json").read_bytes()
+    )
+    determinism = json.loads(
+        app.world.joinpath(f"execution/{execution_id}/determinism.json").read_bytes()
+    )
+    return receipt, determinism
+
+
+@pytest.mark.parametrize("mode", ["mock", "real"])
+def test_the_receipt_records_the_runs_mode(make_app: MakeApp, mode: str) -> None:
+    seen: list[str] = []
+
+    def handler(ctx: RunContext) -> Result:
+        seen.append(ctx.mode)
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(handler, environ={"OPENAI_API_KEY": "sk-present"})
+    assert app.run(payload(mode=mode)).status_code == 200
+    receipt, determinism = written_receipts(app)
+    assert seen == [mode] and receipt["mode"] == mode
+    assert determinism["memo_key"] == memo_key(
+        ref="llm/litellm@1",
+        image_digest=DIGEST,
+        mode=mode,
+        inputs_hash=inputs_hash(payload()["inputs"]),
+    )
+
+
+def test_the_receipt_time_is_the_clocks_at_the_run(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_theory.processors.runtime import app as runtime_app
+
+    stamps = iter(["2031-05-06T07:08:09.123Z", "2032-01-02T03:04:05.006Z"])
+    monkeypatch.setattr(runtime_app, "utc_timestamp", lambda: next(stamps))
+    app = make_app()
+    for execution_id in ("e-1", "e-2"):
+        assert app.run(payload(execution_id=execution_id)).status_code == 200
+    assert written_receipts(app, "e-1")[0]["timestamp_utc"] == "2031-05-06T07:08:09.123Z"
+    assert written_receipts(app, "e-2")[0]["timestamp_utc"] == "2032-01-02T03:04:05.006Z"
+
+
+def test_utc_timestamp_is_rfc3339_utc_to_the_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from pytest_theory.processors.runtime import logs
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            assert tz is UTC, "the time is taken in UTC"
+            return datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+    monkeypatch.setattr(logs, "datetime", Frozen)
+    assert logs.utc_timestamp() == "2031-05-06T07:08:09.123Z"
+
+
+def test_the_duration_is_the_runs_elapsed_time(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duration_ms (receipt and envelope) and the settle line's elapsed_ms follow the clock
+    from the request's start: the handler moves the injected clock, nothing waits."""
+    from pytest_theory.processors.runtime import app as runtime_app
+
+    clock = Clock()
+    monkeypatch.setattr(runtime_app, "time", clock)
+
+    def slow(ctx: RunContext) -> Result:
+        clock.now += 1.2345
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(slow)
+    envelope = app.run(payload()).json()
+    receipt, _ = written_receipts(app)
+    assert receipt["duration_ms"] == envelope["meta"]["duration_ms"] == 1234
+    (settle,) = [line for line in app.log_lines() if line["event"] == "http.run.settle"]
+    assert settle["elapsed_ms"] == 1234
