@@ -560,3 +560,156 @@ def test_the_duration_is_the_runs_elapsed_time(
     assert receipt["duration_ms"] == envelope["meta"]["duration_ms"] == 1234
     (settle,) = [line for line in app.log_lines() if line["event"] == "http.run.settle"]
     assert settle["elapsed_ms"] == 1234
+
+
+# -- what a handler is given, and what the runtime says (mutation score, issue 20) ------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+def test_the_handler_gets_the_runs_context(make_app: MakeApp, stream: bool) -> None:
+    from pytest_theory.contracts.hashing import seed_for
+
+    seen: list[RunContext] = []
+
+    def handler(ctx: RunContext) -> Result:
+        seen.append(ctx)
+        ctx.log("handler.note", "warn", detail=7)
+        ctx.log("handler.plain")
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(handler)
+    body = payload(execution_id="e-7", meta={"trace_id": "t-7"})
+    if stream:
+        app.stream(body)
+    else:
+        app.run(body)
+    (ctx,) = seen
+    ihash = inputs_hash(body["inputs"])
+    assert (ctx.execution_id, ctx.trace_id, ctx.ref, ctx.mode) == (
+        "e-7",
+        "t-7",
+        "llm/litellm@1",
+        "mock",
+    )
+    assert (ctx.inputs, ctx.inputs_hash, ctx.seed) == (body["inputs"], ihash, seed_for(ihash))
+    assert ctx.streaming is stream and ctx.is_mock and ctx.params == body["inputs"]["params"]
+    assert not ctx.cancelled.is_set() and dict(ctx.secrets) == {}
+    notes = [line for line in app.log_lines() if line["event"].startswith("handler.")]
+    assert [(n["event"], n["level"]) for n in notes] == [
+        ("handler.note", "warn"),
+        ("handler.plain", "info"),
+    ]
+    assert all((n["execution_id"], n["trace_id"]) == ("e-7", "t-7") for n in notes)
+    assert notes[0]["detail"] == 7
+
+
+def test_the_trace_id_defaults_to_the_execution_id(make_app: MakeApp) -> None:
+    seen: list[RunContext] = []
+
+    def handler(ctx: RunContext) -> Result:
+        seen.append(ctx)
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(handler)
+    body = payload(execution_id="e-8")
+    del body["meta"]
+    assert app.run(body).status_code == 200
+    assert seen[0].trace_id == "e-8"
+    settle = next(line for line in app.log_lines() if line["event"] == "http.run.settle")
+    assert (settle["execution_id"], settle["trace_id"]) == ("e-8", "e-8")
+
+
+def test_a_stream_reports_its_stages_around_the_handlers_events(make_app: MakeApp) -> None:
+    def handler(ctx: RunContext) -> Result:
+        ctx.emit("log", {"message": "m"})
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    events = make_app(handler).stream(payload())
+    assert [(e.event, json.loads(e.data)) for e in events[:-1]] == [
+        ("progress", {"stage": "running"}),
+        ("log", {"message": "m"}),
+        ("progress", {"stage": "writing"}),
+    ]
+
+
+def test_a_handler_emitting_an_unknown_event_fails_as_internal(make_app: MakeApp) -> None:
+    def handler(ctx: RunContext) -> Result:
+        ctx.emit("debug", {"x": 1})
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(handler)
+    events = app.stream(payload())
+    assert [e.event for e in events] == ["progress", "done"]
+    assert json.loads(events[-1].data)["error"]["code"] == "ERR_INTERNAL"
+    assert app.files() == []
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ([Output("elsewhere.txt", b"x")], "the handler produced an output registry.yaml does not declare"),
+        ([Output("files/a", b"1"), Output("files/a", b"2")], "the handler produced one output path twice"),
+        ([Output("files/", b"x")], "an output path escapes P/outputs/"),
+        ([Output("files/../../receipt.json", b"x")], "output path refused: "),
+    ],
+    ids=["undeclared", "twice", "a-folder", "dot-dot"],
+)  # fmt: skip
+def test_a_handlers_bad_outputs_are_internal_errors_saying_why(
+    make_app: MakeApp, outputs: list[Output], message: str
+) -> None:
+    """replicate/generic@1 declares ``files/*``: a glob that also matches bad paths."""
+    from tests.processors.conftest import REGISTRY
+
+    app = make_app(
+        lambda ctx: Result(outputs, "t"),
+        registry_path=REGISTRY.get_spec("replicate/generic@1").path,
+    )
+    inputs = {"schema": "v1", "params": {"model": "a/b", "input": {}}}
+    body = payload(ref="replicate/generic@1", inputs=inputs)
+    envelope = assert_error(app.run(body), "ERR_INTERNAL", 500)
+    assert envelope["error"]["message"].startswith(message)
+    assert message.endswith(": ") or envelope["error"]["message"] == message
+    assert app.files() == []
+    (error,) = [line for line in app.log_lines() if line["event"] == "http.run.error"]
+    assert (error["reason"], error["level"]) == ("ERR_INTERNAL", "error")
+    assert error["message"] == envelope["error"]["message"]
+
+
+def test_an_injected_provider_failure_says_so(make_app: MakeApp) -> None:
+    env = {"THEORY_FAULT_INJECTION": "1"}
+    envelope = assert_error(
+        make_app(environ=env).run(payload(meta={"fault": "provider"})), "ERR_PROVIDER", 502
+    )
+    assert envelope["error"]["message"] == "injected provider failure"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"mode": "smoke"}, "ERR_MODE"),
+        ({"write_prefix": "/plan/{execution_id}/"}, "ERR_WRITE_PREFIX"),
+        ({"inputs": {"schema": "v1", "params": {}}}, "ERR_INPUTS"),
+    ],
+)
+def test_a_refusal_names_the_execution_id_when_it_is_valid(
+    make_app: MakeApp, change: dict[str, Any], code: str
+) -> None:
+    envelope = assert_error(make_app().run(payload(execution_id="e-5", **change)), code, 400)
+    assert envelope["execution_id"] == "e-5"
+
+
+def test_only_token_text_is_held_back_and_no_empty_token_is_sent(make_app: MakeApp) -> None:
+    """With a secret set, token text is held back while a secret could be starting in it;
+    a log event's text is not a token's, and a token with nothing to release is not sent."""
+
+    def handler(ctx: RunContext) -> Result:
+        ctx.emit("log", {"text": "a log line", "n": 1})
+        for piece in ("ab", "cd", "ef"):
+            ctx.emit("token", {"text": piece})
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(handler, environ={"OPENAI_API_KEY": "sk-0123456789"})
+    events = [(e.event, json.loads(e.data)) for e in app.stream(payload(mode="real"))[:-1]]
+    assert ("log", {"text": "a log line", "n": 1}) in events
+    tokens = [data for event, data in events if event == "token"]
+    assert tokens == [{"text": "abcdef"}]
