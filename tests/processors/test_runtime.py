@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from pytest_theory.contracts import (
 from pytest_theory.contracts.errors import is_valid_status
 from pytest_theory.processors.runtime import Output, ProviderError, Result, RunContext
 from tests.conftest import payload
-from tests.processors.conftest import DIGEST, App
+from tests.processors.conftest import DIGEST, LLM, App
 
 MakeApp = Callable[..., App]
 
@@ -33,6 +34,7 @@ def assert_error(response: Any, code: str, status: int) -> dict[str, Any]:
     assert envelope["error"]["code"] == code, envelope
     assert is_valid_status(code, status)
     assert envelope["meta"]["image_digest"] == DIGEST
+    assert envelope["meta"]["env_fingerprint"].startswith("cpu=1;memory_gb=")
     return envelope
 
 
@@ -713,3 +715,72 @@ def test_only_token_text_is_held_back_and_no_empty_token_is_sent(make_app: MakeA
     assert ("log", {"text": "a log line", "n": 1}) in events
     tokens = [data for event, data in events if event == "token"]
     assert tokens == [{"text": "abcdef"}]
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        {"schema": "v1", "params": {"model": "m", "messages": [{"role": "user", "content": "a\ud800"}]}},
+        {"schema": "v1", "params": {"model": "m", "messages": [{"role": "user", "\udfff": "x"}]}},
+    ],
+    ids=["in-a-value", "in-a-key"],
+)  # fmt: skip
+def test_a_lone_surrogate_anywhere_in_a_valid_payload_is_refused(
+    make_app: MakeApp, inputs: dict[str, Any]
+) -> None:
+    body = json.dumps(payload(inputs=inputs)).encode()  # ASCII, the surrogate \u-escaped
+    app = make_app()
+    response = app.run(content=body, headers={"content-type": "application/json"})
+    envelope = assert_error(response, "ERR_PAYLOAD", 400)
+    assert envelope["error"]["message"] == "body holds an unpaired UTF-16 surrogate"
+    assert app.files() == []
+
+
+def test_the_refusal_messages_of_validation(make_app: MakeApp, tmp_path: Path) -> None:
+    app = make_app()
+    mode = assert_error(app.run(payload(mode="smoke")), "ERR_MODE", 400)
+    assert mode["error"]["message"] == "mode must be 'mock' or 'real'"
+    bad = {"schema": "v1", "params": {"model": "m"}}
+    inputs = assert_error(app.run(payload(inputs=bad)), "ERR_INPUTS", 400)
+    assert inputs["error"]["message"].startswith("inputs.params: ")
+    huge = json.dumps(payload()).replace('"hello"', '"hello", "n": 12345').replace("12345", "1e999")
+    finite = app.run(content=huge.encode(), headers={"content-type": "application/json"})
+    assert assert_error(finite, "ERR_INPUTS", 400)["error"]["message"] == (
+        "inputs hold a number too large for a JSON double"
+    )
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        LLM.path.read_text().replace(
+            "required: [OPENAI_API_KEY]", "required: [OPENAI_API_KEY, B_KEY]"
+        )
+    )
+    two = make_app(registry_path=registry).run(payload(mode="real"))
+    assert assert_error(two, "ERR_MISSING_SECRET", 500)["error"]["message"] == (
+        "required secret(s) not set: OPENAI_API_KEY, B_KEY"
+    )
+
+
+def test_a_failure_outside_any_run_is_still_a_canonical_envelope(make_app: MakeApp) -> None:
+    """What escapes the run's own handling (here: validation itself failing) reaches the app's
+    last handler, which answers ERR_INTERNAL without details and logs the exception's type."""
+    import asyncio
+
+    import httpx
+
+    app = make_app()
+    processor = app.app.state.processor
+
+    def broken(payload: Any) -> Any:
+        raise LookupError("secret-looking detail")
+
+    processor.validate = broken
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://processor") as client:
+            return await client.post("/run", json=payload())
+
+    envelope = assert_error(asyncio.run(post()), "ERR_INTERNAL", 500)
+    assert (envelope["execution_id"], envelope["error"]["message"]) == ("", "internal error")
+    (line,) = [line for line in app.log_lines() if line["event"] == "http.unhandled"]
+    assert (line["level"], line["exc_type"]) == ("error", "LookupError")
