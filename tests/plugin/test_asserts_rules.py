@@ -495,3 +495,82 @@ def test_assert_no_secret() -> None:
     assert failure(asserts.assert_no_secret, secret, [f"{secret} twice {secret}"]) == (
         "the secret leaked (text 0): …[SECRET] twice [SECRET]…"
     )
+
+
+# -- what each message quotes, and how much of it ------------------------------------------
+
+LONG = "x" * 1000
+
+
+def test_messages_quote_a_bounded_part_of_what_came_back(ran: Run, driver: Driver) -> None:
+    text = json.dumps([LONG])
+    assert failure(asserts.assert_success, replace(ran, text=text)) == (
+        f"expected a JSON object, received: {text[:500]!r}"
+    )
+    assert failure(asserts.assert_error, replace(ran, status=400, text=text), "ERR_MODE") == (
+        f"expected HTTP 400 with ERR_MODE, got HTTP 400: {text[:500]}"
+    )
+    assert failure(asserts.assert_outputs, replace(ran, text=text), SPEC) == (
+        f"expected the envelope's outputs list, received: {text[:500]}"
+    )
+    index = ran.prefix + "outputs.json"
+    raw = b"{" + LONG.encode()
+    rewrite(ran, index, raw)
+    assert failure(asserts.assert_index, ran) == f"{index} is not JSON: {raw[:300]!r}"
+    raw = canonical_json({"entries": [LONG]})
+    rewrite(ran, index, raw)
+    assert failure(asserts.assert_index, ran) == (
+        f'expected {{"outputs": [...]}}, received {raw[:300]!r}'
+    )
+    receipt = ran.prefix + "receipt.json"
+    rewrite(ran, receipt, [LONG])
+    (problem,) = receipt_failure(ran)
+    assert problem == f"{receipt}: expected a JSON object, received {[LONG]!r}"[:300]
+    streamed = driver.stream()
+    bad = replace(streamed, events=[event("token", "{" + LONG), streamed.events[-1]])
+    assert failure(asserts.assert_stream, bad) == f"token data is not JSON: {('{' + LONG)[:200]!r}"
+    odd = {"status": LONG}
+    weird = replace(streamed, events=[event("done", json.dumps(odd))])
+    assert (
+        failure(asserts.assert_stream, weird)
+        == (f"done data: expected an envelope (status success or error), received {odd!r}"[:500])
+    )
+    assert failure(asserts.assert_ndjson_logs, LONG) == f"stderr line 1 is not JSON: {LONG[:300]!r}"
+    record = json.dumps({**GOOD, "level": LONG})
+    assert failure(asserts.assert_ndjson_logs, record).endswith(f": {record[:300]!r}")
+
+
+def test_every_schema_problem_is_listed_on_its_own_line(ran: Run) -> None:
+    from pytest_theory.contracts import schemas
+
+    broken = {**ran.envelope, "status": "done", "index_path": 3}
+    problems = schemas.problems("envelope_success", broken)
+    assert len(problems) >= 2
+    assert failure(asserts.assert_envelope, broken, "envelope_success") == (
+        "not a valid envelope_success:\n  " + "\n  ".join(problems) + f"\nreceived: {broken!r}"
+    )
+
+
+def test_the_index_must_list_the_envelopes_own_entries(ran: Run) -> None:
+    index = ran.prefix + "outputs.json"
+    entries = json.loads(ran.index_bytes)["outputs"]
+    entries[0] = {**entries[0], "cid": "b3:" + "0" * 64}
+    rewrite(ran, index, canonical_json({"outputs": entries}))
+    assert failure(asserts.assert_index, ran).startswith(
+        "the index does not list exactly the envelope's outputs:\nexpected ["
+    )
+
+
+def test_an_output_entry_that_is_not_an_object_fails_as_such(ran: Run) -> None:
+    listed = with_envelope(ran, lambda e: e["outputs"].insert(0, 5))
+    assert failure(asserts.assert_outputs, listed, SPEC) == (
+        f"output entry 0: expected the fields {sorted(asserts.ENTRY_KEYS)}, received 5"
+    )
+
+
+def test_a_leak_is_shown_where_it_first_occurs() -> None:
+    secret = "sk-canary-0123"
+    text = f"{secret}{'a' * 100}{secret}{'b' * 100}"
+    assert failure(asserts.assert_no_secret, secret, [text]) == (
+        f"the secret leaked (text 0): …[SECRET]{'a' * 40}…"
+    )
