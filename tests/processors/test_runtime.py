@@ -784,3 +784,102 @@ def test_a_failure_outside_any_run_is_still_a_canonical_envelope(make_app: MakeA
     assert (envelope["execution_id"], envelope["error"]["message"]) == ("", "internal error")
     (line,) = [line for line in app.log_lines() if line["event"] == "http.unhandled"]
     assert (line["level"], line["exc_type"]) == ("error", "LookupError")
+
+
+def crash(ctx: RunContext) -> Result:
+    raise KeyError("detail")
+
+
+def cancelled_itself(ctx: RunContext) -> Result:
+    from pytest_theory.processors.runtime import RunCancelled
+
+    raise RunCancelled()
+
+
+def refuse_upstream(ctx: RunContext) -> Result:
+    raise ProviderError("upstream said no")
+
+
+@pytest.mark.parametrize(
+    ("handler", "change", "status", "code", "message", "level"),
+    [
+        (crash, {}, 500, "ERR_INTERNAL", "the processor failed unexpectedly", "error"),
+        (cancelled_itself, {}, 504, "ERR_TIMEOUT", "the run exceeded runtime.timeout_s", "error"),
+        (refuse_upstream, {}, 502, "ERR_PROVIDER", "upstream said no", "error"),
+        (None, {"mode": "smoke"}, 400, "ERR_MODE", "mode must be 'mock' or 'real'", "warn"),
+    ],
+    ids=["crash", "cancelled", "provider", "refused"],
+)
+def test_every_failed_run_leaves_its_trail_in_the_log(
+    make_app: MakeApp,
+    handler: Any,
+    change: dict[str, Any],
+    status: int,
+    code: str,
+    message: str,
+    level: str,
+) -> None:
+    app = make_app(handler) if handler else make_app()
+    body = payload(execution_id="e-4", meta={"trace_id": "t-4"}, **change)
+    envelope = assert_error(app.run(body), code, status)
+    assert (envelope["execution_id"], envelope["error"]["message"]) == ("e-4", message)
+    trail = [line for line in app.log_lines() if line["event"].startswith(("http.", "handler."))]
+    ids = {"execution_id": "e-4", "trace_id": "t-4"}
+    assert trail[0] == {**trail[0], "event": "http.run.start", "ref": "llm/litellm@1", **ids}
+    *middle, error, settle = trail[1:]
+    if handler is crash:
+        (exception,) = middle
+        assert exception == {**exception, "event": "handler.exception", "level": "error", **ids}
+        assert exception["exc_type"] == "KeyError" and "detail" not in json.dumps(exception)
+    else:
+        assert middle == []
+    expected_error = {"event": "http.run.error", "level": level, "reason": code, "message": message}
+    assert error == {**error, **expected_error, **ids}
+    expected_settle = {"event": "http.run.settle", "status": "error", "http_status": status}
+    assert settle == {**settle, **expected_settle, **ids}
+    assert isinstance(settle["elapsed_ms"], int)
+
+
+def test_a_timed_out_run_answers_with_its_execution_id_and_logs_it(make_app: MakeApp) -> None:
+    release = threading.Event()
+
+    def stuck(ctx: RunContext) -> Result:
+        release.wait(30)
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    app = make_app(stuck, environ={"THEORY_TIMEOUT_S": "0.1"})
+    try:
+        envelope = assert_error(app.run(payload(execution_id="e-3")), "ERR_TIMEOUT", 504)
+    finally:
+        release.set()
+    assert (envelope["execution_id"], envelope["error"]["message"]) == (
+        "e-3",
+        "the run exceeded runtime.timeout_s",
+    )
+    (error,) = [line for line in app.log_lines() if line["event"] == "http.run.error"]
+    assert (error["reason"], error["level"], error["execution_id"]) == (
+        "ERR_TIMEOUT",
+        "error",
+        "e-3",
+    )
+    settle = next(line for line in app.log_lines() if line["event"] == "http.run.settle")
+    assert (settle["status"], settle["http_status"]) == ("error", 504)
+
+
+def test_a_success_settles_with_status_200(make_app: MakeApp) -> None:
+    app = make_app()
+    assert app.run(payload()).status_code == 200
+    settle = next(line for line in app.log_lines() if line["event"] == "http.run.settle")
+    assert (settle["status"], settle["http_status"], settle["level"]) == ("success", 200, "info")
+    assert not [line for line in app.log_lines() if line["event"] == "http.run.error"]
+
+
+def test_handlers_run_in_the_processors_own_threads(make_app: MakeApp) -> None:
+    names: list[str] = []
+
+    def handler(ctx: RunContext) -> Result:
+        names.append(threading.current_thread().name)
+        return Result([Output("metadata.json", b"{}")], "t")
+
+    make_app(handler).run(payload())
+    assert names[0].startswith("handler")
