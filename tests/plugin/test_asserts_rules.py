@@ -574,3 +574,24 @@ def test_a_leak_is_shown_where_it_first_occurs() -> None:
     assert failure(asserts.assert_no_secret, secret, [text]) == (
         f"the secret leaked (text 0): …[SECRET]{'a' * 40}…"
     )
+
+
+def test_a_receipt_naming_another_execution_fails(ran: Run) -> None:
+    receipt_path = ran.prefix + "receipt.json"
+    rewrite(ran, receipt_path, {**ran.receipt, "execution_id": "other"})
+    assert receipt_failure(ran) == [
+        f"{receipt_path}: execution_id: expected {ran.execution_id!r}, received 'other'"
+    ]
+
+
+def test_a_missing_memo_key_is_reported_once(ran: Run) -> None:
+    path = f"/artifacts/execution/{ran.execution_id}/determinism.json"
+    rewrite(ran, path, {k: v for k, v in ran.determinism.items() if k != "memo_key"})
+    assert receipt_failure(ran) == [f"{path}: field memo_key is missing"]
+
+
+def test_an_output_path_that_is_not_text_is_not_read_for_the_receipts(ran: Run) -> None:
+    """An entry without a text path is the outputs rule's to fail; the receipts are judged
+    on the entries that name files."""
+    odd = with_envelope(ran, lambda e: e["outputs"].append({"path": None}))
+    assert asserts.assert_receipts(odd, SPEC) == (ran.receipt, ran.determinism)
