@@ -883,3 +883,96 @@ def test_handlers_run_in_the_processors_own_threads(make_app: MakeApp) -> None:
 
     make_app(handler).run(payload())
     assert names[0].startswith("handler")
+
+
+@pytest.mark.parametrize(
+    ("body", "ids"),
+    [
+        ([1, 2], ("", "")),
+        ({"execution_id": 5, "meta": {"trace_id": "t-1"}}, ("", "t-1")),
+        ({"execution_id": "e-9", "meta": "not an object"}, ("e-9", "e-9")),
+        ({"execution_id": "e-9", "meta": {"trace_id": 3}}, ("e-9", "e-9")),
+        ({"execution_id": "x" * 300, "meta": {"trace_id": "t" * 300}}, ("x" * 128, "t" * 256)),
+        ({"execution_id": "x" * 300}, ("x" * 128, "x" * 256)),
+    ],
+    ids=["array", "numeric-id", "meta-text", "numeric-trace", "long", "long-no-trace"],
+)
+def test_a_refused_request_is_logged_with_the_ids_it_names(
+    make_app: MakeApp, body: Any, ids: tuple[str, str]
+) -> None:
+    app = make_app()
+    assert app.run(body).status_code == 400
+    for line in app.log_lines():
+        if line["event"].startswith("http.run."):
+            assert (line["execution_id"], line["trace_id"]) == ids, line
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", " application/json ;x=y"],
+)
+def test_json_is_recognised_by_its_media_type(make_app: MakeApp, content_type: str) -> None:
+    body = json.dumps(payload()).encode()
+    assert make_app().run(content=body, headers={"content-type": content_type}).status_code == 200
+
+
+def test_the_app_serves_its_openapi_document_and_nothing_else_of_fastapis(
+    make_app: MakeApp,
+) -> None:
+    from pytest_theory.contracts.openapi import openapi_document
+
+    app = make_app()
+    document = app.request("GET", "/openapi.json")
+    assert document.status_code == 200
+    assert document.json() == openapi_document(
+        title="llm/litellm@1",
+        version="1",
+        inputs_schema=app.app.state.processor.config.inputs_schema,
+        ref="llm/litellm@1",
+    )
+    for path in ("/docs", "/redoc"):
+        missing = app.request("GET", path)
+        assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+    wrong = app.request("GET", "/run")
+    assert (wrong.status_code, wrong.json()) == (405, {"detail": "Method Not Allowed"})
+    assert wrong.headers["allow"] == "POST"
+    answer = app.run(payload())
+    assert answer.headers["content-type"] == "application/json"
+
+
+def test_the_app_says_it_started_with_its_digest(make_app: MakeApp) -> None:
+    app = make_app(environ={"THEORY_FAULT_INJECTION": "1"})
+    (start,) = [line for line in app.log_lines() if line["event"] == "processor.start"]
+    assert start == {
+        **start,
+        "ref": "llm/litellm@1",
+        "image_digest": DIGEST,
+        "fault_injection": True,
+        "service": "llm/litellm@1",
+    }
+
+
+def test_a_hosted_app_takes_the_hosts_environment_world_and_log(tmp_path: Path) -> None:
+    import io
+
+    from pytest_theory.processors.llm_litellm.app.handler import handle
+    from pytest_theory.processors.runtime import create_app, hosted
+
+    log = io.StringIO()
+    with hosted({"IMAGE_DIGEST": DIGEST, "CI": "true"}, tmp_path / "w", log):
+        app = create_app(handle, registry_path=LLM.path)
+        explicit = create_app(
+            handle, registry_path=LLM.path, environ={}, artifacts_root=tmp_path / "x",
+            log_stream=io.StringIO(),
+        )  # fmt: skip
+    config = app.state.processor.config
+    assert (dict(config.environ), config.artifacts_root) == (
+        {"IMAGE_DIGEST": DIGEST, "CI": "true"},
+        tmp_path / "w",
+    )
+    assert '"processor.start"' in log.getvalue()
+    other = explicit.state.processor.config
+    assert (dict(other.environ), other.artifacts_root) == ({}, tmp_path / "x")
+    assert log.getvalue().count("processor.start") == 1
+    outside = create_app(handle, registry_path=LLM.path, environ={}, log_stream=io.StringIO())
+    assert outside.state.processor.config.artifacts_root == Path("/artifacts")
