@@ -108,13 +108,18 @@ class Scripted(Adapter):
     """``Adapter`` with a scripted processor; records what it acquired and released."""
 
     answer: Answer = echoing
-    digest: str = DIGEST
+    digest: Any = DIGEST  # or an exception to raise
     pin: str | None = None
     log: str = ""
     acquired: list[Handle] = field(default_factory=list)
     released: list[bool] = field(default_factory=list)
+    #: What ``digest_for`` and ``acquire`` were given: (opts,) and (world_root, opts).
+    asked: list[Any] = field(default_factory=list)
 
     def digest_for(self, spec: ProcessorSpec, opts: Mapping[str, Any] | None = None) -> str:
+        self.asked.append(("digest", opts))
+        if isinstance(self.digest, Exception):
+            raise self.digest
         return self.digest
 
     def expected_pin(self, spec: ProcessorSpec, opts: Mapping[str, Any]) -> str | None:
@@ -128,6 +133,7 @@ class Scripted(Adapter):
         world_root: str | Path | None = None,
         opts: Mapping[str, Any] | None = None,
     ) -> Handle:
+        self.asked.append(("acquire", world_root, opts))
         client = httpx.Client(transport=httpx.MockTransport(self.answer), base_url="http://p")
         handle = Handle(client, environment, self.log)
         self.acquired.append(handle)
@@ -653,3 +659,26 @@ def test_stream_events_are_capped_in_size() -> None:
         events(b"data: " + b"x" * 30, 20)
     # Event sizes reset at each blank line: many small events pass a small cap.
     assert len(events(b"event: log\ndata: {}\n\n" * 5, 20)) == 5
+
+
+def test_the_calls_options_reach_digest_for_and_acquire() -> None:
+    adapter = Scripted()
+    opts = {"world_root": "/w", "build": "never"}
+    invoke(adapter, adapter_opts=opts)
+    assert adapter.asked == [("digest", opts), ("acquire", "/w", opts)]
+
+
+def test_a_digest_that_cannot_be_found_is_an_error_envelope_without_one() -> None:
+    adapter = Scripted(digest=AdapterError("ERR_IMAGE_UNAVAILABLE", "no image"))
+    envelope = invoke(adapter)
+    assert error_of(envelope) == ("ERR_IMAGE_UNAVAILABLE", "no image")
+    assert envelope["meta"]["image_digest"] == "" and adapter.acquired == []
+
+
+def test_the_status_message_names_the_code_only_for_an_error() -> None:
+    assert refused(success(), 201) == (
+        "ERR_ENVELOPE_INVALID: HTTP 201 does not go with a success envelope"
+    )
+    assert refused(REFUSAL, 500) == (
+        "ERR_ENVELOPE_INVALID: HTTP 500 does not go with a error envelope (ERR_INPUTS)"
+    )
