@@ -123,6 +123,7 @@ class Scripted(Adapter):
         return self.digest
 
     def expected_pin(self, spec: ProcessorSpec, opts: Mapping[str, Any]) -> str | None:
+        self.asked.append(("pin", str(spec.ref), opts))
         return self.pin
 
     def acquire(
@@ -140,6 +141,7 @@ class Scripted(Adapter):
         return handle
 
     def release(self, handle: Any, *, broken: bool) -> None:
+        assert handle is self.acquired[-1], "the handle released is the one just used"
         self.released.append(broken)
 
 
@@ -665,7 +667,24 @@ def test_the_calls_options_reach_digest_for_and_acquire() -> None:
     adapter = Scripted()
     opts = {"world_root": "/w", "build": "never"}
     invoke(adapter, adapter_opts=opts)
-    assert adapter.asked == [("digest", opts), ("acquire", "/w", opts)]
+    assert adapter.asked == [
+        ("digest", opts),
+        ("acquire", "/w", opts),
+        ("pin", "llm/litellm@1", opts),
+    ]
+
+
+def test_invoke_posts_to_run_unless_asked_to_stream() -> None:
+    paths: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return echoing(request)
+
+    kwargs = invoke_kwargs(SPEC, execution_id="e-1", inputs=llm_inputs(), secrets_present=[])
+    del kwargs["stream"]
+    assert Scripted(answer=record).invoke(**kwargs)["status"] == "success"
+    assert paths == ["/run"]
 
 
 def test_a_digest_that_cannot_be_found_is_an_error_envelope_without_one() -> None:
