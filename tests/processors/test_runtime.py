@@ -976,3 +976,26 @@ def test_a_hosted_app_takes_the_hosts_environment_world_and_log(tmp_path: Path) 
     assert log.getvalue().count("processor.start") == 1
     outside = create_app(handle, registry_path=LLM.path, environ={}, log_stream=io.StringIO())
     assert outside.state.processor.config.artifacts_root == Path("/artifacts")
+
+
+def test_the_handler_api_defaults(make_app: MakeApp) -> None:
+    """ProviderError's own message, params of inputs without any, and the cancel check."""
+    from pytest_theory.processors.runtime import RunCancelled
+
+    envelope = assert_error(
+        make_app(lambda ctx: (_ for _ in ()).throw(ProviderError())).run(payload()),
+        "ERR_PROVIDER",
+        502,
+    )
+    assert envelope["error"]["message"] == "the upstream provider failed"
+    ctx = RunContext(
+        execution_id="e", trace_id="t", ref="r", mode="real", inputs={"schema": "v1"},
+        inputs_hash="h", seed=1, secrets={}, emit=lambda e, d: None, log=lambda *a, **k: None,
+        read_artifact=lambda p, c: b"", cancelled=threading.Event(),
+    )  # fmt: skip
+    assert ctx.params == {} and not ctx.is_mock and ctx.streaming is False
+    ctx.check_cancelled()
+    ctx.cancelled.set()
+    with pytest.raises(RunCancelled):
+        ctx.check_cancelled()
+    assert Result([], "p").usage == {}
