@@ -701,3 +701,91 @@ def test_the_status_message_names_the_code_only_for_an_error() -> None:
     assert refused(REFUSAL, 500) == (
         "ERR_ENVELOPE_INVALID: HTTP 500 does not go with a error envelope (ERR_INPUTS)"
     )
+
+
+def test_a_stream_failure_carries_the_processors_log_tail() -> None:
+    cases = [
+        lambda r: httpx.Response(500, json={}),
+        sse(("done", "{}"), content_type="text/plain"),
+        sse(("progress", "{}")),
+    ]
+    for answer in cases:
+        envelope = invoke(Scripted(answer=answer, log="why\n"), stream=True)
+        assert envelope["meta"]["logs_tail"] == ["why"], envelope
+
+
+def test_a_stream_without_a_content_type_is_not_an_event_stream() -> None:
+    answer = lambda r: httpx.Response(200, content=b"event: done\ndata: {}\n\n")  # noqa: E731
+    assert error_of(invoke(Scripted(answer=answer), stream=True)) == (
+        "ERR_ADAPTER_INVOCATION",
+        "not an event stream (Content-Type '')",
+    )
+
+
+def events_of(body: bytes, limit: int = http.MAX_EVENT_BYTES) -> list[tuple[str, str]]:
+    response = httpx.Response(200, content=body)
+    return [(e.event, e.data) for e in http.iter_sse_capped(response, http.Deadline(30), limit)]
+
+
+def test_an_event_of_exactly_the_limit_passes_and_one_more_character_does_not() -> None:
+    event = b"event: log\ndata: 12345\n\n"  # lines of 10 and 11 characters
+    assert events_of(event, 21) == [("log", "12345")]
+    with pytest.raises(http.AnswerTooLarge):
+        events_of(event, 20)
+    # Counting starts afresh after each event: two such events pass the same limit.
+    assert len(events_of(event * 2, 21)) == 2
+    # A line still arriving counts too: 21 characters waiting for their line end pass.
+    assert events_of(b"event: log\ndata: 12345", 21) == []
+    with pytest.raises(http.AnswerTooLarge):
+        events_of(b"event: log\ndata: 123456", 21)
+    with pytest.raises(http.AnswerTooLarge):
+        events_of(b"data: 1234567890123456", 21)  # 22 characters, no line end yet
+
+
+def test_an_event_ended_by_carriage_returns_is_delivered() -> None:
+    assert events_of(b"event: done\rdata: {}\r\r") == [("done", "{}")]
+
+
+def test_bytes_that_are_not_utf8_are_replaced_not_fatal() -> None:
+    assert events_of(b'event: token\ndata: {"text": "a\xffb"}\n\n') == [
+        ("token", '{"text": "a\ufffdb"}')
+    ]
+
+
+def test_a_stream_that_stalls_is_cut_at_the_calls_deadline() -> None:
+    """Headers, then nothing: each read is bounded by the time left, so the call ends as
+    ERR_TIMEOUT at its deadline (the fake gives up long after it, and then hangs up)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def stall() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n")  # fmt: skip
+        done.wait(5)
+        conn.close()
+
+    thread = threading.Thread(target=stall, daemon=True)
+    thread.start()
+
+    class Stalled(Scripted):
+        def acquire(self, spec: ProcessorSpec, **kwargs: Any) -> Handle:
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            handle = Handle(client, kwargs.get("environment"))
+            self.acquired.append(handle)
+            return handle
+
+    try:
+        envelope = invoke(Stalled(), stream=True, adapter_opts={"timeout_s": 0.5})
+    finally:
+        done.set()
+        thread.join(10)
+        server.close()
+    assert error_of(envelope) == ("ERR_TIMEOUT", "no whole answer within 0.5s")
