@@ -789,3 +789,17 @@ def test_a_stream_that_stalls_is_cut_at_the_calls_deadline() -> None:
         thread.join(10)
         server.close()
     assert error_of(envelope) == ("ERR_TIMEOUT", "no whole answer within 0.5s")
+
+
+def test_invoke_kwargs_keep_the_secrets_the_caller_reports() -> None:
+    assert (
+        invoke_kwargs(SPEC, execution_id="e", inputs={}, secrets_present=[])["secrets_present"]
+        == []
+    )
+
+
+def test_the_payload_holds_a_copy_of_the_inputs() -> None:
+    inputs = llm_inputs()
+    invocation = preflight_ok(inputs_json=inputs)
+    inputs["params"] = {}
+    assert invocation.payload["inputs"] == llm_inputs()
