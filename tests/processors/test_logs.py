@@ -182,10 +182,13 @@ def test_stdlib_logging_becomes_ndjson(taken_over: io.StringIO) -> None:
         ("log.some.lib", "error", "very bad", None),
     ]
     assert all(r["service"] == "svc" for r in lines(taken_over))
+    assert [r["logger"] for r in lines(taken_over)][:2] == ["some.lib", "uvicorn.error"]
     assert logging.getLogger().level == logging.INFO
 
 
 def test_uvicorns_access_lines_become_http_access_events(taken_over: io.StringIO) -> None:
+    before = logging.getLogger("uvicorn.error")
+    before.handlers, before.propagate = [logging.NullHandler()], False
     take_over(taken_over)
     access = logging.getLogger("uvicorn.access")
     access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", "/run", "1.1", 200)
@@ -211,6 +214,7 @@ def test_prints_warnings_and_thread_crashes_become_ndjson(taken_over: io.StringI
     sys.stdout.write("o\n\n   \n")
     sys.stderr.write("left over")
     sys.stderr.flush()
+    sys.stderr.write("after\n")
     sys.stdout.flush()  # nothing buffered: no line
     assert sys.stdout.writable()
     with warnings.catch_warnings():
@@ -229,6 +233,7 @@ def test_prints_warnings_and_thread_crashes_become_ndjson(taken_over: io.StringI
         ("stdout", "warn", "one"),
         ("stdout", "warn", "two"),
         ("stderr", "warn", "left over"),
+        ("stderr", "warn", "after"),
     ]
     (warning,) = [r for r in records if r["event"] == "log.py.warnings"]
     assert "deprecated thing" in warning["message"] and warning["level"] == "warn"
@@ -255,3 +260,17 @@ def test_a_root_level_already_finer_than_info_is_kept(monkeypatch: pytest.Monkey
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).handlers = []
             logging.getLogger(name).propagate = True
+
+
+def test_a_record_the_bridge_cannot_write_is_reported_by_logging_not_raised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    bridge = logs._LoggingBridge(NdjsonLogger("svc", stream=Broken()))
+    record = logging.LogRecord("some.lib", logging.INFO, __file__, 1, "hello", None, None)
+    bridge.emit(record)  # logging's own handleError reports it on stderr
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "Message: 'hello'" in err
