@@ -274,3 +274,9 @@ def test_a_record_the_bridge_cannot_write_is_reported_by_logging_not_raised(
     bridge.emit(record)  # logging's own handleError reports it on stderr
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "Message: 'hello'" in err
+
+
+def test_secrets_are_ordered_by_length_not_by_text() -> None:
+    redactor = Redactor(["zz12", "aazz12bb"])  # the shorter one sorts after the longer
+    assert redactor.longest == 8
+    assert redactor.text("aazz12bb zz12") == f"{REDACTED} {REDACTED}"
