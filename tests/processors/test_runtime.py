@@ -999,3 +999,10 @@ def test_the_handler_api_defaults(make_app: MakeApp) -> None:
     with pytest.raises(RunCancelled):
         ctx.check_cancelled()
     assert Result([], "p").usage == {}
+
+
+def test_an_injected_timeout_lasts_until_the_runs_timeout(make_app: MakeApp) -> None:
+    """The injected fault waits on the run's cancellation; its own backstop bound lies beyond
+    runtime.timeout_s, so even at 2.5 s the answer is the timeout, not a late success."""
+    env = {"THEORY_FAULT_INJECTION": "1", "THEORY_TIMEOUT_S": "2.5"}
+    assert_error(make_app(environ=env).run(payload(meta={"fault": "timeout"})), "ERR_TIMEOUT", 504)
