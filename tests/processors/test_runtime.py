@@ -1006,3 +1006,20 @@ def test_an_injected_timeout_lasts_until_the_runs_timeout(make_app: MakeApp) -> 
     runtime.timeout_s, so even at 2.5 s the answer is the timeout, not a late success."""
     env = {"THEORY_FAULT_INJECTION": "1", "THEORY_TIMEOUT_S": "2.5"}
     assert_error(make_app(environ=env).run(payload(meta={"fault": "timeout"})), "ERR_TIMEOUT", 504)
+
+
+def test_a_commit_failing_midway_removes_what_it_placed_and_the_folders_it_made(
+    tmp_path: Path,
+) -> None:
+    """The first unit is placed (making its parent folders), the second one's parent is a
+    file: the commit is refused, the first unit goes back, and the folders made go too."""
+    from pytest_theory.contracts.errors import ContractError
+    from pytest_theory.processors.runtime.world import CommitGate, PlannedFile, World
+
+    (tmp_path / "a-file-here").write_bytes(b"not a folder")
+    first, second = "/artifacts/n1/n2/p/", "/artifacts/a-file-here/q/r/"
+    files = [PlannedFile(first + "x.txt", b"x"), PlannedFile(second + "y.txt", b"y")]
+    with pytest.raises(ContractError) as refused:
+        World(tmp_path).commit(files, units=[first, second], gate=CommitGate())
+    assert refused.value.code.value == "ERR_WRITE_PREFIX"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file-here"]
