@@ -311,12 +311,15 @@ def test_the_call_deadline_is_the_option_or_the_runtimes_plus_grace() -> None:
 
 
 def test_an_answer_that_is_not_json_is_an_invocation_error() -> None:
-    adapter = Scripted(answer=lambda r: httpx.Response(502, text="<html>bad gateway</html>"))
+    adapter = Scripted(
+        answer=lambda r: httpx.Response(502, text="<html>bad gateway</html>"), log="oops\n"
+    )
     envelope = invoke(adapter, adapter_opts={})
     assert error_of(envelope) == (
         "ERR_ADAPTER_INVOCATION",
         "HTTP 502 with an answer that is not JSON",
     )
+    assert envelope["meta"]["logs_tail"] == ["oops"]
     assert adapter.released == [True]
 
 

@@ -1023,3 +1023,9 @@ def test_a_commit_failing_midway_removes_what_it_placed_and_the_folders_it_made(
         World(tmp_path).commit(files, units=[first, second], gate=CommitGate())
     assert refused.value.code.value == "ERR_WRITE_PREFIX"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file-here"]
+
+
+def test_a_body_that_is_not_json_by_its_type_says_so(make_app: MakeApp) -> None:
+    response = make_app().run(content=b"{}", headers={"content-type": "text/plain"})
+    envelope = assert_error(response, "ERR_PAYLOAD", 415)
+    assert envelope["error"]["message"] == "Content-Type must be application/json"
