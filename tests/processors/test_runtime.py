@@ -458,7 +458,8 @@ def test_a_body_that_trickles_is_cut_off(
         yield b"}"
 
     response = make_app().run(content=trickle(), headers={"content-type": "application/json"})
-    assert_error(response, "ERR_PAYLOAD", 400)
+    envelope = assert_error(response, "ERR_PAYLOAD", 400)
+    assert envelope["error"]["message"] == "the body did not arrive within 0.2s"
 
 
 def test_the_commit_gate_decides_once() -> None:
@@ -1029,3 +1030,42 @@ def test_a_body_that_is_not_json_by_its_type_says_so(make_app: MakeApp) -> None:
     response = make_app().run(content=b"{}", headers={"content-type": "text/plain"})
     envelope = assert_error(response, "ERR_PAYLOAD", 415)
     assert envelope["error"]["message"] == "Content-Type must be application/json"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe{}", "body is not valid UTF-8"),
+        (b'{"a": NaN}', "body is not acceptable JSON"),
+        (b"[1]", "body must be a JSON object"),
+    ],
+)
+def test_an_unreadable_body_says_why(make_app: MakeApp, content: bytes, message: str) -> None:
+    response = make_app().run(content=content, headers={"content-type": "application/json"})
+    assert assert_error(response, "ERR_PAYLOAD", 400)["error"]["message"] == message
+
+
+def test_nan_is_refused_as_json_even_where_the_inputs_would_take_a_number(
+    make_app: MakeApp,
+) -> None:
+    body = json.dumps(payload(meta={"trace_id": "t", "n": 1})).replace('"n": 1', '"n": NaN')
+    response = make_app().run(content=body.encode(), headers={"content-type": "application/json"})
+    assert assert_error(response, "ERR_PAYLOAD", 400)["error"]["message"] == (
+        "body is not acceptable JSON"
+    )
+
+
+def test_a_body_of_exactly_the_limit_is_read(make_app: MakeApp) -> None:
+    body = json.dumps(payload()).encode()
+    app = make_app(environ={"THEORY_MAX_BODY_BYTES": str(len(body))})
+    assert app.run(content=body, headers={"content-type": "application/json"}).status_code == 200
+    chunks = iter([body[:10], body[10:]])
+
+    async def streamed() -> Any:
+        for chunk in chunks:
+            yield chunk
+
+    response = app.run(
+        content=streamed(), headers={"content-type": "application/json"}
+    )  # no Content-Length: counted while reading
+    assert response.status_code == 200, response.text
