@@ -962,9 +962,10 @@ def test_a_hosted_app_takes_the_hosts_environment_world_and_log(tmp_path: Path) 
     log = io.StringIO()
     with hosted({"IMAGE_DIGEST": DIGEST, "CI": "true"}, tmp_path / "w", log):
         app = create_app(handle, registry_path=LLM.path)
+        own_log = io.StringIO()
         explicit = create_app(
             handle, registry_path=LLM.path, environ={}, artifacts_root=tmp_path / "x",
-            log_stream=io.StringIO(),
+            log_stream=own_log,
         )  # fmt: skip
     config = app.state.processor.config
     assert (dict(config.environ), config.artifacts_root) == (
@@ -975,6 +976,7 @@ def test_a_hosted_app_takes_the_hosts_environment_world_and_log(tmp_path: Path) 
     other = explicit.state.processor.config
     assert (dict(other.environ), other.artifacts_root) == ({}, tmp_path / "x")
     assert log.getvalue().count("processor.start") == 1
+    assert own_log.getvalue().count("processor.start") == 1
     outside = create_app(handle, registry_path=LLM.path, environ={}, log_stream=io.StringIO())
     assert outside.state.processor.config.artifacts_root == Path("/artifacts")
 
