@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,9 @@ def installed(module: str) -> str:
     return module if module.startswith("pytest_theory/") else f"pytest_theory/{module}"
 
 
-def stage(module: str, entry: dict[str, Any]) -> Path:
+def stage(modules: list[str], entry: dict[str, Any]) -> Path:
     """A copy of the working tree (tracked and untracked, not ignored) in the installed layout."""
-    root = STAGE / slug(module)
+    root = STAGE / slug(modules[0])
     shutil.rmtree(root, ignore_errors=True)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -94,7 +95,7 @@ def stage(module: str, entry: dict[str, Any]) -> Path:
     others = sorted(p.name for p in root.iterdir() if p.name not in {"pytest_theory", "shared"})
     settings = {
         "source_paths": ["pytest_theory"],
-        "only_mutate": [installed(module)],
+        "only_mutate": [installed(module) for module in modules],
         "also_copy": others,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", *entry.get("args", [])],
         "pytest_add_cli_args_test_selection": entry["tests"],
@@ -162,7 +163,7 @@ def line_of(source: str, function: str, removed: list[str]) -> int:
     return start
 
 
-def collect(module: str, root: Path, seconds: float, tests: list[str]) -> dict[str, Any]:
+def collect(module: str, root: Path, seconds: float, group: list[str]) -> dict[str, Any]:
     """Counts and survivors, read with mutmut's own functions from inside the stage."""
     script = (
         "import json, sys\n"
@@ -187,6 +188,7 @@ def collect(module: str, root: Path, seconds: float, tests: list[str]) -> dict[s
         text=True,
     )
     mutants = json.loads(done.stdout.strip().splitlines()[-1])
+    recheck_timeouts(root, [m for m in mutants if m["status"] == "timeout"], load_modules()[module])
     source = (REPO / module).read_text()
     survivors = []
     for mutant in sorted(mutants, key=lambda m: (m["name"].rpartition("__mutmut_")[0], m["name"])):
@@ -211,15 +213,54 @@ def collect(module: str, root: Path, seconds: float, tests: list[str]) -> dict[s
         )
     return {
         "module": module,
-        "tests": tests,
+        "tests": load_modules()[module]["tests"],
+        "run_with": [other for other in group if other != module],
         "tool": f"mutmut {mutmut_version()}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(seconds),
         "mutants": len(mutants),
         "killed": sum(s in CAUGHT for s in statuses),
+        "timeouts": sum(s == "timeout" for s in statuses),
         "survived": len(survivors),
         "survivors": sorted(survivors, key=lambda s: (s["line"], s["mutation"])),
     }
+
+
+def recheck_timeouts(root: Path, timed_out: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    """Each mutant mutmut timed out, run again alone, with a generous bound.
+
+    Under load (2 cores shared), a mutant whose tests pass can outlive mutmut's wall bound
+    (15 times the tests' clean duration) and be counted as caught. Here its tests run once
+    more in a fresh pytest: passing makes it a survivor, failing a kill, and only a mutant
+    still running after 60 s + 10 times the tests' clean duration stays a timeout.
+    """
+    if not timed_out:
+        return
+    stats = json.loads((root / "mutants" / "mutmut-stats.json").read_text())
+    tests_of = stats["tests_by_mangled_function_name"]
+    durations = stats["duration_by_test"]
+
+    def recheck(mutant: dict[str, Any]) -> None:
+        tests = sorted(tests_of[mutant["name"].rpartition("__mutmut_")[0]])
+        bound = 60 + 10 * sum(durations.get(test, 0) for test in tests)
+        command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        try:
+            done = subprocess.run(
+                [*command, *entry.get("args", []), *tests],
+                cwd=root / "mutants",
+                env={**os.environ, "MUTANT_UNDER_TEST": mutant["name"]},
+                capture_output=True,
+                timeout=bound,
+            )
+        except subprocess.TimeoutExpired:
+            return
+        if done.returncode == 0:
+            mutant["status"] = "survived"
+        elif done.returncode == 1:  # tests failed (2-5 are pytest's own errors: left as they are)
+            mutant["status"] = "killed"
+
+    with ThreadPoolExecutor(max_workers=entry.get("children", 2)) as pool:
+        list(pool.map(recheck, timed_out))
 
 
 def mutmut_version() -> str:
@@ -266,9 +307,15 @@ def report() -> list[Verdict]:
         lines = [
             f"## {module}",
             "",
-            f"{result['mutants']} mutants, {result['killed']} killed, {result['survived']} survived "
+            f"{result['mutants']} mutants, {result['killed']} killed "
+            f"({result.get('timeouts', 0)} of them by a timeout), {result['survived']} survived "
             f"({score:.1%}); tests: {', '.join(f'`{t}`' for t in result['tests'])}; "
-            f"{result['tool']}, {result['date']}, {result['seconds']} s.",
+            f"{result['tool']}, {result['date']}, {result['seconds']} s"
+            + (
+                f" (one run with {', '.join(result['run_with'])})."
+                if result.get("run_with")
+                else "."
+            ),
             "",
         ]
         unexplained = 0
@@ -313,17 +360,28 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen and not args.report:
         parser.error("name a module, or --ci, --all or --report")
     RESULTS.mkdir(exist_ok=True)
+    # Modules with the same tests share one mutmut run (one copy, one clean and stats run).
+    groups: dict[str, list[str]] = {}
     for module in chosen:
+        entry = known[module]
+        key = json.dumps([entry["tests"], entry.get("args", []), entry.get("children")])
+        groups.setdefault(key, []).append(module)
+    for group in groups.values():
+        entry = known[group[0]]
         started = time.monotonic()
-        root = stage(module, known[module])
-        run_mutmut(root, args.max_children)
-        result = collect(module, root, time.monotonic() - started, known[module]["tests"])
-        (RESULTS / f"{slug(module)}.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(
-            f"{module}: {result['mutants']} mutants, {result['killed']} killed, "
-            f"{result['survived']} survived, {result['seconds']} s",
-            flush=True,
-        )
+        root = stage(group, entry)
+        run_mutmut(root, min(args.max_children, entry.get("children", args.max_children)))
+        results = [collect(module, root, 0, group) for module in group]
+        for result in results:  # the whole run: mutmut, then re-running its timeouts
+            result["seconds"] = round(time.monotonic() - started)
+            (RESULTS / f"{slug(result['module'])}.json").write_text(
+                json.dumps(result, indent=1) + "\n"
+            )
+            print(
+                f"{result['module']}: {result['mutants']} mutants, {result['killed']} killed, "
+                f"{result['survived']} survived, {result['seconds']} s",
+                flush=True,
+            )
     verdicts = report()
     failed = [v for v in verdicts if v.module in chosen and (v.score < FLOOR or v.unexplained)]
     for verdict in failed:

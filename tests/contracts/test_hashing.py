@@ -69,6 +69,21 @@ def test_hashing_a_large_file_keeps_memory_flat(tmp_path: Path) -> None:
     assert peak < 4 * 1024 * 1024, f"hashing 256 MiB peaked at {peak} bytes of Python memory"
 
 
+def test_a_stream_is_hashed_chunk_by_chunk_with_memory_flat(tmp_path: Path) -> None:
+    size = 64 * 1024 * 1024 + 3  # many chunks, the last one short
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(size)
+    with open(path, "rb") as f:
+        tracemalloc.start()
+        cid, seen = cid_of_stream(f)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert seen == size
+    assert cid == "b3:" + blake3(bytes(size)).hexdigest()
+    assert peak < 4 * 1024 * 1024, f"hashing a 64 MiB stream peaked at {peak} bytes"
+
+
 def test_canonical_json_is_sorted_compact_and_refuses_nan() -> None:
     assert (
         canonical_json({"b": 1, "a": [1, {"d": "é", "c": None}]})
@@ -102,6 +117,15 @@ def test_inputs_hash_memo_key_and_seed_follow_the_spec() -> None:
     )
     assert seed_for(ih) == int(ih[3:19], 16) & (2**63 - 1)
     assert inputs_hash({"params": {"x": 1}, "schema": "v1"}) == ih  # key order is irrelevant
+
+
+@pytest.mark.parametrize(
+    ("first_16_hex", "seed"),
+    [("f" * 16, 2**63 - 1), ("8" + "0" * 15, 0), ("0123456789abcdef", 0x0123456789ABCDEF)],
+)
+def test_the_seed_is_63_bits_of_the_hash_head(first_16_hex: str, seed: int) -> None:
+    """The hash's first 8 bytes without their top bit: a seed always fits a signed int64."""
+    assert seed_for("b3:" + first_16_hex + "0" * 48) == seed
 
 
 @pytest.mark.parametrize("value", ["b3:" + "A" * 64, "b3:" + "0" * 63, "sha256:" + "0" * 64, None])

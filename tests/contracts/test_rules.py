@@ -20,7 +20,9 @@ from pytest_theory.contracts import (
     resolve_mode,
     status_for,
 )
+from pytest_theory.contracts.digests import repository_of
 from pytest_theory.contracts.fingerprint import env_fingerprint
+from pytest_theory.contracts.outputs import declared_output, relpath_of
 
 HEX = "0123456789abcdef" * 4
 
@@ -144,3 +146,80 @@ def test_env_fingerprint_names_secrets_never_values() -> None:
     fingerprint = env_fingerprint(runtime, {"OPENAI_API_KEY": "sk-value"})
     assert fingerprint == "cpu=1;memory_gb=2;gpu=none;secrets=OPENAI_API_KEY"
     assert env_fingerprint(runtime, []) == "cpu=1;memory_gb=2;gpu=none;secrets=none"
+
+
+def test_a_repository_is_read_from_a_pinned_reference_only() -> None:
+    assert repository_of(f"localhost:5055/p/x@sha256:{HEX}") == "localhost:5055/p/x"
+    with pytest.raises(ValueError, match=r"^not a pinned reference: 'ghcr\.io/o/r:latest'$"):
+        repository_of("ghcr.io/o/r:latest")
+
+
+DECLARED = [
+    {"path": "text/a.txt", "mime": "text/plain"},
+    {"path": "img/*.png", "mime": "image/png"},
+]
+
+
+@pytest.mark.parametrize(
+    ("relpath", "index"),
+    [("text/a.txt", 0), ("img/x.png", 1), ("img/x.PNG", None), ("text/b.txt", None), ("a", None)],
+)
+def test_an_output_is_declared_by_its_exact_path_or_a_case_sensitive_glob(
+    relpath: str, index: int | None
+) -> None:
+    assert declared_output(DECLARED, relpath) == (None if index is None else DECLARED[index])
+
+
+def test_an_output_path_is_read_relative_to_the_prefix_outputs_folder() -> None:
+    assert relpath_of("/artifacts/o/e-1/outputs/text/a.txt", "/artifacts/o/e-1/") == "text/a.txt"
+
+
+def test_is_ci_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", " Yes ")
+    assert is_ci()
+    monkeypatch.delenv("CI")
+    assert not is_ci()
+
+
+def test_mode_refusals_say_why() -> None:
+    with pytest.raises(ContractError) as info:
+        resolve_mode("smoke", {})
+    assert info.value.message == "mode must be 'mock' or 'real'" == str(info.value)
+    with pytest.raises(ContractError) as info:
+        resolve_mode("real", {"CI": "true"})
+    assert info.value.message == "mode 'real' is refused when CI=true" == str(info.value)
+
+
+def test_a_digest_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^a digest must be a string$"):
+        normalize_digest(None)  # type: ignore[arg-type]
+
+
+def test_env_fingerprint_names_the_gpu_and_every_secret_sorted() -> None:
+    runtime = {"cpu": 2, "memory_gb": 8, "gpu": "a10g"}
+    assert (
+        env_fingerprint(runtime, ["B_KEY", "A_KEY", "B_KEY"])
+        == "cpu=2;memory_gb=8;gpu=a10g;secrets=A_KEY,B_KEY"
+    )
+
+
+def test_a_contract_error_carries_its_code_message_and_status() -> None:
+    error = ContractError("ERR_INPUTS", "inputs.x: too long")
+    assert (error.code, error.message, str(error), error.status) == (
+        ErrorCode.ERR_INPUTS,
+        "inputs.x: too long",
+        "inputs.x: too long",
+        400,
+    )
+    assert repr(error) == "ContractError(ERR_INPUTS, 'inputs.x: too long')"
+    # An adapter's own code has no processor status: it is a 500 unless said otherwise.
+    assert ContractError("ERR_DOCKER", "no engine").status == 500
+
+
+def test_an_error_envelope_without_context_has_empty_fields() -> None:
+    assert error_envelope("ERR_TIMEOUT", "took too long", attempt=2) == {
+        "status": "error",
+        "execution_id": "",
+        "error": {"code": "ERR_TIMEOUT", "message": "took too long"},
+        "meta": {"image_digest": "", "env_fingerprint": "", "attempt": 2},
+    }

@@ -14,6 +14,7 @@ from pytest_theory.contracts import (
     ErrorCode,
     WorldPathError,
     canonicalize,
+    determinism_receipt_path,
     expand_write_prefix,
     is_under,
     validate_execution_id,
@@ -117,43 +118,100 @@ def test_canonical_forms(raw: str, canonical: str) -> None:
     assert canonicalize(raw) == canonical
 
 
+ABSOLUTE = "a world path must be absolute"
+ROOT = "a world path must start with a facet root"
+FACET = "a world path must start with one of /artifacts, /plan, /streams, /scratch"
+DOTS = "'.' and '..' segments are not allowed"
+SLASH = "a segment holds an encoded '/' or a backslash"
+LOOKALIKE = "a segment holds a look-alike of '/' or '\\'"
+CONTROL = "a segment holds NUL or a control character"
+PERCENT = "a segment holds '%' after decoding (double or invalid encoding)"
+TOO_LONG = "a world path must not exceed 4096 bytes"
+
+
+def path_of(length: int) -> str:
+    """A valid /artifacts path of exactly ``length`` bytes (segments of 100 bytes)."""
+    head = "/artifacts/"
+    whole, rest = divmod(length - len(head), 101)
+    return head + ("x" * 100 + "/") * whole + "x" * rest
+
+
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "problem"),
     [
-        "artifacts/a",
-        "/",
-        "//",
-        "/etc/passwd",
-        "/artifactsx/a",
-        "/artifacts/../plan",
-        "/artifacts/a/..",
-        "/artifacts/./a",
-        "/artifacts/%2e%2e/a",
-        "/artifacts/%2E/a",
-        "/artifacts/a%2Fb",
-        "/artifacts/a%5cb",
-        "/artifacts/a\\b",
-        "/artifacts/a%00b",
-        "/artifacts/a\x00b",
-        "/artifacts/%252e%252e",
-        "/artifacts/%ff",
-        "/artifacts/%zz",
-        "/artifacts/\uff0e\uff0e",
-        "/artifacts/a\uff0fb",
-        "/artifacts/a\x7f",
-        "/artifacts/" + "x" * 256,
-        "/artifacts/" + "/".join(["abcdefgh"] * 500),
+        ("artifacts/a", ABSOLUTE),
+        ("/", ROOT),
+        ("//", ROOT),
+        ("/etc/passwd", FACET),
+        ("/artifactsx/a", FACET),
+        ("/artifacts/../plan", DOTS),
+        ("/artifacts/a/..", DOTS),
+        ("/artifacts/./a", DOTS),
+        ("/artifacts/%2e%2e/a", DOTS),
+        ("/artifacts/%2E/a", DOTS),
+        ("/artifacts/\uff0e\uff0e", DOTS),  # fullwidth dots: NFKC folds them to '..'
+        ("/artifacts/\uff0e/a", DOTS),
+        ("/artifacts/a%2Fb", SLASH),
+        ("/artifacts/a%5cb", SLASH),
+        ("/artifacts/a\\b", SLASH),
+        ("/artifacts/a\uff0fb", LOOKALIKE),  # fullwidth solidus
+        ("/artifacts/a\uff3cb", LOOKALIKE),  # fullwidth reverse solidus
+        ("/artifacts/a%00b", CONTROL),
+        ("/artifacts/a\x00b", CONTROL),
+        ("/artifacts/a\x7f", CONTROL),
+        ("/artifacts/%252e%252e", PERCENT),
+        ("/artifacts/%zz", PERCENT),
+        ("/artifacts/%ff", "percent-encoding does not decode to UTF-8"),
+        ("/artifacts/" + "x" * 256, "a segment is longer than 255 bytes"),
+        ("/artifacts/" + "/".join(["abcdefgh"] * 500), TOO_LONG),
+        (path_of(4097), TOO_LONG),
+        ("/artifacts/a" + "/" * (3 * 4096 - 11), TOO_LONG),  # over 3 x 4096 raw: not decoded
     ],
 )
-def test_refused_paths(raw: str) -> None:
-    with pytest.raises(WorldPathError):
+def test_refused_paths_name_their_rule(raw: str, problem: str) -> None:
+    with pytest.raises(WorldPathError) as info:
         canonicalize(raw)
+    assert str(info.value) == problem and info.value.code is ErrorCode.ERR_WRITE_PREFIX
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("/artifacts/" + "x" * 255, "/artifacts/" + "x" * 255),
+        (path_of(4096), path_of(4096)),
+        (path_of(2000), path_of(2000)),
+        ("/artifacts/a" + "/" * (3 * 4096 - 12), "/artifacts/a/"),  # 3 x 4096 raw bytes
+    ],
+)
+def test_paths_at_the_limits_are_accepted(raw: str, canonical: str) -> None:
+    assert canonicalize(raw) == canonical
 
 
 @pytest.mark.parametrize("value", [None, 3, b"/artifacts/a", ["/artifacts"]])
 def test_non_strings_are_refused(value: object) -> None:
-    with pytest.raises(WorldPathError):
+    with pytest.raises(WorldPathError, match=r"^a world path must be a string$"):
         canonicalize(value)
+
+
+@pytest.mark.parametrize(
+    ("path", "prefix", "inside"),
+    [
+        ("/artifacts/a/b", "/artifacts/a", True),
+        ("/artifacts/a/b", "/artifacts/a/", True),
+        ("/artifacts/a/", "/artifacts/a", False),  # the prefix itself is not inside it
+        ("/artifacts/ab", "/artifacts/a", False),  # segment-aware, not string-prefix
+        ("/artifacts/other", "/artifacts/X", False),
+        ("/plan/abcdefghijkl", "/artifacts", False),
+    ],
+)
+def test_is_under_is_segment_aware(path: str, prefix: str, inside: bool) -> None:
+    assert is_under(path, prefix) is inside
+
+
+def test_the_determinism_receipt_lives_under_the_execution_facet() -> None:
+    assert determinism_receipt_path("e-1") == "/artifacts/execution/e-1/determinism.json"
+    with pytest.raises(ContractError, match=r"^execution_id must match"):
+        determinism_receipt_path("..")
 
 
 # -- write prefixes and execution ids -----------------------------------------
@@ -200,20 +258,19 @@ def test_any_template_either_validates_or_is_a_write_prefix_error(template: str)
 @pytest.mark.parametrize(
     ("template", "reason"),
     [
-        ("/artifacts/outputs/", "{execution_id}"),
-        ("/artifacts/{execution_id}", "end with '/'"),
-        ("/plan/{execution_id}/", "under /artifacts/"),
-        ("/artifacts/../{execution_id}/", "'..'"),
-        ("artifacts/{execution_id}/", "absolute"),
-        (42, "string"),
+        ("/artifacts/outputs/", "write_prefix must contain {execution_id}"),
+        ("/artifacts/{execution_id}", "write_prefix must end with '/'"),
+        ("/plan/{execution_id}/", "write_prefix must lie under /artifacts/"),
+        ("/artifacts/", "write_prefix must lie under /artifacts/"),
+        ("/artifacts/../{execution_id}/", DOTS),
+        ("artifacts/{execution_id}/", ABSOLUTE),
+        (42, "write_prefix must be a string"),
     ],
 )
 def test_bad_prefixes_name_the_rule(template: object, reason: str) -> None:
-    with pytest.raises(
-        WorldPathError, match=reason.replace("{", r"\{").replace("}", r"\}")
-    ) as info:
+    with pytest.raises(WorldPathError) as info:
         validate_write_prefix(template)
-    assert info.value.code is ErrorCode.ERR_WRITE_PREFIX
+    assert str(info.value) == reason and info.value.code is ErrorCode.ERR_WRITE_PREFIX
 
 
 def test_expansion_replaces_every_placeholder() -> None:
@@ -228,6 +285,7 @@ def test_bad_execution_ids_are_payload_errors(eid: object) -> None:
     with pytest.raises(ContractError) as info:
         validate_execution_id(eid)
     assert info.value.code is ErrorCode.ERR_PAYLOAD
+    assert info.value.message == "execution_id must match [A-Za-z0-9_.-]{1,128}"
 
 
 @given(execution_ids)

@@ -128,3 +128,87 @@ def test_concurrent_admissions_never_overspend() -> None:
         thread.join()
     plan.refresh_from_db()
     assert len(admitted) == 10 and plan.reserved_usd_micro == 10 and plan.available_usd_micro == 0
+
+
+def amounts(plan: Plan) -> tuple[int, int, int]:
+    plan.refresh_from_db()
+    return plan.budget_usd_micro, plan.reserved_usd_micro, plan.spent_usd_micro
+
+
+@pytest.mark.django_db
+def test_a_reservation_may_take_the_plan_exactly_to_its_budget_and_no_further() -> None:
+    plan = fresh(1000)
+    budget.settle(plan.pk, 0, 0)
+    budget.reserve(plan.pk, 400)
+    assert budget.settle(plan.pk, 400, 300) == 300
+    budget.reserve(plan.pk, 600)
+    assert amounts(plan) == (1000, 600, 300)
+    with pytest.raises(budget.BudgetRefused) as refused:
+        budget.reserve(plan.pk, 101)
+    assert str(refused.value) == (
+        f"reserving 101 µUSD would overspend plan {plan.key} (100 µUSD available)"
+    )
+    budget.reserve(plan.pk, 100)
+    assert amounts(plan) == (1000, 700, 300)
+
+
+@pytest.mark.django_db
+def test_a_negative_reservation_is_refused_before_it_touches_the_plan() -> None:
+    plan = fresh(1000)
+    with pytest.raises(ValueError, match=r"^a reservation is not negative$"):
+        budget.reserve(plan.pk, -1)
+    budget.reserve(plan.pk, 0)
+    assert amounts(plan) == (1000, 0, 0)
+
+
+@pytest.mark.django_db
+def test_the_policy_cap_bounds_reserved_plus_spent_below_the_budget() -> None:
+    plan = fresh(1000)
+    budget.reserve(plan.pk, 200, cap=500)
+    assert budget.settle(plan.pk, 200, 150) == 150
+    budget.reserve(plan.pk, 250, cap=500)
+    assert amounts(plan) == (1000, 250, 150)
+    with pytest.raises(budget.BudgetRefused) as refused:
+        budget.reserve(plan.pk, 101, cap=500)
+    assert str(refused.value) == (
+        f"reserving 101 µUSD would take plan {plan.key} to 501 µUSD, over the policy's "
+        "max_usd_micro of 500"
+    )
+    budget.reserve(plan.pk, 100, cap=500)
+    assert amounts(plan) == (1000, 350, 150)
+    budget.reserve(plan.pk, 100)  # no cap: the budget alone bounds it
+    assert amounts(plan) == (1000, 450, 150)
+
+
+@pytest.mark.django_db
+def test_a_cap_above_the_budget_leaves_the_refusal_to_the_budget() -> None:
+    plan = fresh(100)
+    with pytest.raises(budget.BudgetRefused) as refused:
+        budget.reserve(plan.pk, 150, cap=150)
+    assert str(refused.value) == (
+        f"reserving 150 µUSD would overspend plan {plan.key} (100 µUSD available)"
+    )
+    assert amounts(plan) == (100, 0, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("reserved", "cost", "charge"),
+    [(300, 120, 120), (300, 300, 300), (300, 900, 300), (300, -5, 0)],
+)
+def test_settling_charges_the_cost_within_zero_and_the_reservation(
+    reserved: int, cost: int, charge: int
+) -> None:
+    plan = fresh(1000)
+    budget.reserve(plan.pk, reserved)
+    assert budget.settle(plan.pk, reserved, cost) == charge
+    assert amounts(plan) == (1000, 0, charge)
+
+
+@pytest.mark.django_db
+def test_releasing_gives_back_exactly_the_reservation() -> None:
+    plan = fresh(1000)
+    budget.reserve(plan.pk, 300)
+    budget.reserve(plan.pk, 200)
+    budget.release(plan.pk, 300)
+    assert amounts(plan) == (1000, 200, 0)
