@@ -446,10 +446,11 @@ def check_envelope(
             else is_valid_status(envelope["error"]["code"], status)
         )
         if not ok:
+            code = envelope.get("error", {}).get("code", "")
             raise AdapterError(
                 ErrorCode.ERR_ENVELOPE_INVALID,
-                f"HTTP {status} does not go with a {envelope['status']} envelope "
-                f"({envelope.get('error', {}).get('code', '')})".rstrip(" ()"),
+                f"HTTP {status} does not go with a {envelope['status']} envelope"
+                + (f" ({code})" if code else ""),
             )
     if envelope["status"] == "success" and envelope["execution_id"] != invocation.execution_id:
         raise AdapterError(

@@ -51,10 +51,12 @@ def load_modules() -> dict[str, dict[str, Any]]:
 
 
 def normalise(name: str, known: dict[str, dict[str, Any]]) -> str:
-    """``contracts/hashing.py``, ``contracts.hashing`` or ``pytest_theory.contracts.hashing``."""
-    name = name.removeprefix("pytest_theory.").removeprefix("pytest_theory/")
+    """``contracts/hashing.py``, ``contracts.hashing`` or ``pytest_theory.contracts.hashing``
+    (the plugin's own modules keep their folder: ``pytest_theory/asserts.py``)."""
     if not name.endswith(".py"):
         name = name.replace(".", "/") + ".py"
+    if name not in known:
+        name = name.removeprefix("pytest_theory/")
     if name not in known:
         raise SystemExit(f"{name}: not in {CONFIG.relative_to(REPO)} (add its tests there)")
     return name
@@ -62,6 +64,11 @@ def normalise(name: str, known: dict[str, dict[str, Any]]) -> str:
 
 def slug(module: str) -> str:
     return module.removesuffix(".py").replace("/", ".")
+
+
+def installed(module: str) -> str:
+    """The module's path in the installed layout: ``pytest_theory/contracts/hashing.py``."""
+    return module if module.startswith("pytest_theory/") else f"pytest_theory/{module}"
 
 
 def stage(modules: list[str], entry: dict[str, Any]) -> Path:
@@ -88,7 +95,7 @@ def stage(modules: list[str], entry: dict[str, Any]) -> Path:
     others = sorted(p.name for p in root.iterdir() if p.name not in {"pytest_theory", "shared"})
     settings = {
         "source_paths": ["pytest_theory"],
-        "only_mutate": [f"pytest_theory/{module}" for module in modules],
+        "only_mutate": [installed(module) for module in modules],
         "also_copy": others,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", *entry.get("args", [])],
         "pytest_add_cli_args_test_selection": entry["tests"],
@@ -174,7 +181,7 @@ def collect(module: str, root: Path, seconds: float, group: list[str]) -> dict[s
         "print(json.dumps(out))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, f"pytest_theory/{module}"],
+        [sys.executable, "-c", script, installed(module)],
         cwd=root,
         check=True,
         capture_output=True,

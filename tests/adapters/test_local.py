@@ -20,7 +20,7 @@ from pytest_theory.images import build_image, write_pin
 from pytest_theory.registry import Registry, load_spec
 from pytest_theory.registry.yamltext import without_pins
 from tests.adapters.conftest import chaos
-from tests.conftest import REPO, our_containers
+from tests.conftest import REPO, our_containers, payload
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leaks")]
 
@@ -187,6 +187,21 @@ def test_ci_safety_refuses_real_before_any_container_starts(
     envelope = call(adapter, mode="real")
     assert envelope["error"]["code"] == "ERR_CI_SAFETY"
     assert our_containers(docker_client) == before
+
+
+def test_the_container_is_given_ci_and_keeps_its_own_ci_rule(
+    local: LocalAdapter, call: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC section 8: CI is passed in when set, so the processor refuses real itself too."""
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("UNRELATED_HOST_SETTING", "x")
+    ran = call(local, adapter_opts={"world_root": str(tmp_path)})
+    assert ran["status"] == "success", ran
+    (handle,) = local._pool.values()
+    assert handle.container.env == {"IMAGE_DIGEST": handle.image_digest, "CI": "true"}
+    assert handle.exec(["sh", "-c", 'test "$CI" = true']) == 0, "Docker gave the process CI"
+    refused = handle.client.post("/run", json=payload(execution_id="e-2", mode="real"))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "ERR_CI_SAFETY")
 
 
 @pytest.mark.fault

@@ -7,7 +7,10 @@ reach Modal: creating a real client fails the test at once.
 
 from __future__ import annotations
 
+import inspect
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import modal
 import modal.exception
 import pytest
 import respx
+from modal._utils.async_utils import synchronizer
 
 from pytest_theory.adapters import InprocessAdapter, ModalAdapter, invoke_kwargs
 from pytest_theory.adapters.modal import FUNCTION_NAME, app_name
@@ -54,11 +58,12 @@ def pinned_spec(tmp_path: Path) -> Any:
     return _copy_with_image(tmp_path, {"platforms": {"amd64": pin}, "default_platform": "amd64"})
 
 
-@pytest.fixture
-def remote(tmp_path: Path, pinned_spec: Any) -> Any:
-    """The deployed endpoint, played by the real processor app running in-process."""
-    inprocess = InprocessAdapter(world_root=tmp_path / "modal-world", image_digest=DIGEST)
-    handle = inprocess.acquire(pinned_spec)
+@contextmanager
+def deployed(tmp_path: Path, spec: Any, served_digest: str) -> Iterator[respx.MockRouter]:
+    """A deployed endpoint whose image runs as ``served_digest``, played by the real
+    processor app running in-process behind respx."""
+    inprocess = InprocessAdapter(world_root=tmp_path / "modal-world", image_digest=served_digest)
+    handle = inprocess.acquire(spec)
 
     def forward(request: httpx.Request) -> httpx.Response:
         answer = handle.client.request(
@@ -69,10 +74,19 @@ def remote(tmp_path: Path, pinned_spec: Any) -> Any:
         )
         return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
-    with respx.mock(base_url=URL, assert_all_called=False) as router:
-        router.route(host=httpx.URL(URL).host).mock(side_effect=forward)
+    try:
+        with respx.mock(base_url=URL, assert_all_called=False) as router:
+            router.route(host=httpx.URL(URL).host).mock(side_effect=forward)
+            yield router
+    finally:
+        inprocess.close()
+
+
+@pytest.fixture
+def remote(tmp_path: Path, pinned_spec: Any) -> Iterator[respx.MockRouter]:
+    """The deployed endpoint, running the pinned image."""
+    with deployed(tmp_path, pinned_spec, DIGEST) as router:
         yield router
-    inprocess.close()
 
 
 def invoke(adapter: ModalAdapter, spec: Any, **overrides: Any) -> dict[str, Any]:
@@ -134,6 +148,20 @@ def test_a_stale_deployment_is_digest_drift(
     assert envelope["error"]["code"] == "ERR_IMAGE_DIGEST_MISMATCH", envelope
 
 
+def test_a_deployment_serving_another_image_than_the_pin_is_drift_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pinned_spec: Any
+) -> None:
+    """No ``expected_digest`` given: the registry's amd64 pin is what must be served."""
+    monkeypatch.setattr(modal.Function, "from_name", Lookup())
+    stale = "sha256:" + "9" * 64
+    with deployed(tmp_path, pinned_spec, stale) as router:
+        envelope = invoke(ModalAdapter(), pinned_spec)
+        assert "/run" in [c.request.url.path for c in router.calls], "the endpoint was asked"
+    assert envelope["error"]["code"] == "ERR_IMAGE_DIGEST_MISMATCH", envelope
+    assert envelope["error"]["message"] == f"the processor runs {stale}, expected {DIGEST}"
+    assert envelope["meta"]["image_digest"] == DIGEST
+
+
 @pytest.mark.parametrize(
     ("lookup", "message"),
     [
@@ -184,11 +212,38 @@ def test_an_unpinned_processor_cannot_run_on_modal(
     assert lookup.calls == []
 
 
-def test_the_modal_app_serves_the_pinned_image_with_the_real_sdk(pinned_spec: Any) -> None:
+def test_the_modal_app_serves_the_pinned_image_with_the_real_sdk(
+    monkeypatch: pytest.MonkeyPatch, pinned_spec: Any
+) -> None:
+    """The real SDK builds the app; what it is given on the way is recorded: the image is
+    the registry's amd64 pin, unchanged, told its own digest, and it is the function's."""
+    real_from_registry, real_env = modal.Image.from_registry, modal.Image.env
+    given: dict[str, Any] = {}
+
+    def from_registry(*args: Any, **kwargs: Any) -> Any:
+        given["from_registry"] = inspect.signature(real_from_registry).bind(*args, **kwargs)
+        given["base"] = real_from_registry(*args, **kwargs)
+        return given["base"]
+
+    def env(image: Any, *args: Any, **kwargs: Any) -> Any:
+        given["env"] = inspect.signature(real_env).bind(image, *args, **kwargs)
+        given["image"] = real_env(image, *args, **kwargs)
+        return given["image"]
+
+    monkeypatch.setattr(modal.Image, "from_registry", from_registry)
+    monkeypatch.setattr(modal.Image, "env", env)
     deployment = build_app(pinned_spec, "dev")
     assert deployment.app.name == app_name(pinned_spec.ref, "dev")
+    assert given["from_registry"].arguments == {"tag": pinned_spec.pins["amd64"]}
+    assert given["env"].arguments["self"] is given["base"]
+    assert given["env"].arguments["vars"] == {
+        "IMAGE_DIGEST": DIGEST,
+        "THEORY_LOG_STDIO": "1",
+        "PYTHONPATH": "/srv",
+    }
     assert isinstance(deployment.function, modal.Function)
-    assert callable(deployment.function.get_web_url)
+    # The function's spec (what `modal shell` reads) holds the SDK's inner image object.
+    assert deployment.function._spec_.image is synchronizer._translate_in(given["image"])
 
 
 def test_a_hung_lookup_cannot_hold_up_interpreter_exit(
