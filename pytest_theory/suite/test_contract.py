@@ -236,20 +236,22 @@ def _output_bytes(run: Run) -> dict[str, Any]:
 
 
 def _earliest_run_of_the_same_inputs(run: Run, exclude: set[str]) -> tuple[str, float] | None:
-    """The prefix of the earliest other mock run of ``run``'s inputs in the world, and how long
-    ago it was written: found by the receipts SPEC §3 defines (``inputs_hash``, ``mode``)."""
-    if run.world is None:
+    """The prefix of the earliest other mock run of ``run``'s inputs by the same image in the
+    world, and how long ago it was written: found by the receipts SPEC §3 defines (their
+    ``processor_ref``, ``image_digest``, ``inputs_hash`` and ``mode``)."""
+    fields = ("processor_ref", "image_digest", "inputs_hash", "mode")
+    try:
+        wanted = tuple(run.receipt.get(name) for name in fields)
+    except (LookupError, OSError, ValueError, AttributeError):
+        return None  # no world, or no readable receipt: the receipts rule judges that
+    if wanted[2:] != (inputs_hash(run.payload["inputs"]), "mock"):
         return None
-    wanted, found = inputs_hash(run.payload["inputs"]), []
-    for path in run.world.joinpath("artifacts").rglob("receipt.json"):
-        with contextlib.suppress(OSError, ValueError):
+    found = []
+    for path in run.host_path("/artifacts").rglob("receipt.json"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             receipt = json.loads(path.read_bytes())
-            prefix = "/" + str(path.parent.relative_to(run.world)) + "/"
-            if (
-                isinstance(receipt, dict)
-                and (receipt.get("inputs_hash"), receipt.get("mode")) == (wanted, "mock")
-                and prefix not in exclude
-            ):
+            prefix = "/" + str(path.parent.relative_to(run.host_path("/"))) + "/"
+            if tuple(receipt.get(name) for name in fields) == wanted and prefix not in exclude:
                 found.append((path.stat().st_mtime, prefix))
     if not found:
         return None
