@@ -406,13 +406,13 @@ FOREIGN_EARLY_BREAKS: dict[str, tuple[Edit, str, str]] = {
             "{path: text/echo.txt, description",
         ),
         "registry",
-        "outputs/0: 'mime' is a required property",
+        "outputs[0]: 'mime' is a required property",
     ),
     # §2 GET /healthz answers 200 {"ok": true}
     "healthz_not_ok": (
         ("app/http.py", '    return {"ok": True}\n', '    return {"ok": "yes"}\n'),
         "healthz",
-        "ERR_HEALTH: not healthy within",
+        "not healthy within",
     ),
 }
 
