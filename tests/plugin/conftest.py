@@ -336,7 +336,7 @@ FOREIGN_BREAKS: dict[str, tuple[Edit | list[Edit], str, str]] = {
                 "    if RUNNING:\n"
                 '        raise Refused("ERR_INTERNAL", "another run is in progress")\n'
                 "    RUNNING.add(execution_id)\n"
-                "    await asyncio.sleep(0.2)  # the run's work\n"
+                "    await asyncio.sleep(0.2)  # fault: a run takes a moment\n"
                 "    RUNNING.discard(execution_id)\n",
             ),
         ],
