@@ -54,7 +54,7 @@ DOCKERFILE_BREAKS = {
 SUMMARY = re.compile(
     r"^(?P<target>\S+): (?P<passed>\d+)/(?P<rules>\d+) rules passed \((?P<checks>\d+) checks\)"
     r"(?:, (?P<not_run>\d+) checks not run: (?P<reasons>.*?))?"
-    r"(?:; rules not run: (?P<rules_not_run>[^;]*))?"
+    r"(?:; rules not run: (?P<rules_not_run>[^;\n]*))?"
     r"(?:; failed: (?P<failed>.*?))?(?:; boot failed: (?P<boot>.*))?$",
     re.M,
 )

@@ -190,7 +190,7 @@ def test_a_broken_processor_gets_the_same_verdict_in_process(
         {"digest-drift"},
     )
     received = verdict(rules_of(result)[f"{ref}-inprocess"])
-    assert received == expected, result.stdout.str()[-3000:]
+    assert received == expected, f"{received}\n{result.stdout.str()[-3000:]}"
     failing = name not in UNSEEN_IN_PROCESS
     expected_exit = pytest.ExitCode.TESTS_FAILED if failing else pytest.ExitCode.OK
     assert result.ret == expected_exit, result.stdout.str()[-3000:]
