@@ -150,7 +150,11 @@ def test_django_cannot_be_imported_in_the_image(theory_processor: ProcessorHandl
 def test_healthz_answers_ok(theory_driver: Driver) -> None:
     """GET /healthz -> 200 {"ok": true}."""
     response = theory_driver.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"ok": True})
+    body = response.json()
+    # `true` itself: in Python 1 == True, so {"ok": 1} would compare equal.
+    assert (response.status_code, body) == (200, {"ok": True}) and body["ok"] is True, (
+        f'expected HTTP 200 {{"ok": true}}, received HTTP {response.status_code} {response.text}'
+    )
 
 
 @rule("openapi")

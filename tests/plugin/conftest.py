@@ -307,6 +307,13 @@ FOREIGN_BREAKS: dict[str, tuple[Edit | list[Edit], str, str]] = {
         "image",
         "test_docker_reports_the_container_healthy",
     ),
+    # §2 GET /healthz answers 200 {"ok": true} (here {"ok": 1}: the adapters' wait and
+    # Docker's HEALTHCHECK let it through, the healthz check does not)
+    "healthz_ok_is_a_number": (
+        ("app/http.py", '    return {"ok": True}\n', '    return {"ok": 1}\n'),
+        "healthz",
+        "test_healthz_answers_ok",
+    ),
     # §2 `inputs` is validated against the processor's registry `inputs` schema (§4: ERR_INPUTS
     # when it fails it): blank text, which the schema accepts, is refused
     "blank_text_refused": (
