@@ -330,14 +330,18 @@ class RuleSummary:
         target, rule = properties.get("theory_target"), properties.get("theory_rule")
         if not (target and rule):
             return
-        target = str(target)
+        target, check = str(target), str(properties["theory_check"])
         if "theory_boot" in properties:
             self.boot[target] = str(properties["theory_boot"])
+            self.results[target][str(rule)].append((NOT_RUN_OUTCOME, check))
         elif "theory_not_run" in properties:
             self.not_run[target].append(str(properties["theory_not_run"]))
+            # Kept under its rule too: a rule whose every check was not run is still named,
+            # and a failed rule names the siblings that did not run beside its failing checks.
+            self.results[target][str(rule)].append((NOT_RUN_OUTCOME, check))
         elif report.when == "call" or report.failed:
             outcome = "failed" if report.failed else report.outcome
-            self.results[target][str(rule)].append((outcome, str(properties["theory_check"])))
+            self.results[target][str(rule)].append((outcome, check))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.results or self.not_run or self.boot:
@@ -346,8 +350,9 @@ class RuleSummary:
                 terminalreporter.write_line(line)
 
 
-#: (outcome, check name) of one check.
+#: (outcome, check name) of one check: "passed", "failed" or ``NOT_RUN_OUTCOME``.
 Outcome = tuple[str, str]
+NOT_RUN_OUTCOME = "not run"
 
 
 def summarize(
@@ -355,31 +360,43 @@ def summarize(
     not_run: dict[str, list[str]] | None = None,
     boot: dict[str, str] | None = None,
 ) -> list[str]:
-    """One line per processor: rules passed and failed (a rule fails when any of its checks
-    does, named with its failing checks), the checks not run and why, a boot failure."""
+    """One line per processor: rules passed out of every rule with a check; the checks not
+    run and why; the rules none of whose checks ran; each failed rule with its failing
+    checks and the checks of it that did not run; a boot failure.
+
+    A rule fails when any of its checks fails, passes when none fails and one passed, and
+    is not run when none of its checks ran: never absent from the count.
+    """
     not_run, boot = not_run or {}, boot or {}
     lines = []
     for target in sorted({*results, *not_run, *boot}):
         by_rule = results.get(target, {})
-        failed = {
-            rule: sorted({check for outcome, check in outcomes if outcome == "failed"})
-            for rule, outcomes in by_rule.items()
-            if any(outcome == "failed" for outcome, _ in outcomes)
-        }
-        passed = [r for r, outcomes in by_rule.items() if r not in failed and outcomes]
-        checks = sum(len(outcomes) for outcomes in by_rule.values())
-        ran = len(passed) + len(failed)
-        line = f"{target}: {len(passed)}/{ran} rules passed ({checks} checks)"
+
+        def named(outcomes: list[Outcome], wanted: str) -> list[str]:
+            return sorted({check for outcome, check in outcomes if outcome == wanted})
+
+        failed = {rule: outcomes for rule, outcomes in by_rule.items() if named(outcomes, "failed")}
+        passed = [r for r, o in by_rule.items() if r not in failed and named(o, "passed")]
+        rules_not_run = sorted(set(by_rule) - set(failed) - set(passed))
+        checks = sum(o != NOT_RUN_OUTCOME for outcomes in by_rule.values() for o, _ in outcomes)
+        line = f"{target}: {len(passed)}/{len(by_rule)} rules passed ({checks} checks)"
         skipped = not_run.get(target, [])
         if skipped:
             reasons = ", ".join(
                 f"{reason} ({skipped.count(reason)})" for reason in sorted(set(skipped))
             )
             line += f", {len(skipped)} checks not run: {reasons}"
+        if rules_not_run:
+            line += "; rules not run: " + " ".join(rules_not_run)
         if failed:
-            line += "; failed: " + ", ".join(
-                f"{rule} ({' '.join(checks)})" for rule, checks in sorted(failed.items())
-            )
+            described = []
+            for rule, outcomes in sorted(failed.items()):
+                text = " ".join(named(outcomes, "failed"))
+                siblings = named(outcomes, NOT_RUN_OUTCOME)
+                if siblings:
+                    text += " | not run: " + " ".join(siblings)
+                described.append(f"{rule} ({text})")
+            line += "; failed: " + ", ".join(described)
         if target in boot:
             line += f"; boot failed: {boot[target]}"
         lines.append(line)

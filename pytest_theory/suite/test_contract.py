@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,7 +32,10 @@ from pytest_theory.asserts import (
     outputs_of,
 )
 from pytest_theory.contracts import problems
-from pytest_theory.contracts.worldpath import determinism_receipt_path, is_under
+from pytest_theory.contracts.errors import status_for
+from pytest_theory.contracts.hashing import inputs_hash
+from pytest_theory.contracts.schemas import inputs_validator
+from pytest_theory.contracts.worldpath import FACETS, determinism_receipt_path, is_under
 from pytest_theory.driver import Driver, Run, observed, parse_sse, records
 from pytest_theory.fuzz import (
     FuzzCase,
@@ -146,7 +150,11 @@ def test_django_cannot_be_imported_in_the_image(theory_processor: ProcessorHandl
 def test_healthz_answers_ok(theory_driver: Driver) -> None:
     """GET /healthz -> 200 {"ok": true}."""
     response = theory_driver.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"ok": True})
+    body = response.json()
+    # `true` itself: in Python 1 == True, so {"ok": 1} would compare equal.
+    assert (response.status_code, body) == (200, {"ok": True}) and body["ok"] is True, (
+        f'expected HTTP 200 {{"ok": true}}, received HTTP {response.status_code} {response.text}'
+    )
 
 
 @rule("openapi")
@@ -195,12 +203,23 @@ def test_both_receipts_are_written_and_not_listed(
 def test_mock_outputs_do_not_depend_on_the_execution(
     theory_driver: Driver, theory_session: TheorySession
 ) -> None:
-    """In mock mode the same inputs give byte-identical outputs whatever the execution id or time."""
+    """§3 In mock mode the same inputs give byte-identical outputs (same cids) whatever the
+    execution id, time or machine: two runs now, and the earliest run of the same inputs in
+    this world (this session's first, or an earlier session's with --theory-world), however
+    long ago; never a sleep to make time pass."""
     needs_mock(theory_session)
     first = succeeded(theory_driver.run())
-    time.sleep(0.05)  # a different time, too
     second = succeeded(theory_driver.run())
     outputs = [_output_bytes(run) for run in (first, second)]
+    earliest = _earliest_run_of_the_same_inputs(first, {first.prefix, second.prefix})
+    if earliest is not None:
+        prefix, age_s = earliest
+        then = {p: first.read(prefix + p) if first.exists(prefix + p) else None for p in outputs[0]}
+        differ = sorted(p for p in outputs[0] if then[p] != outputs[0][p])
+        assert not differ, (
+            f"the same inputs gave different outputs at {differ} than {age_s:.1f}s before "
+            f"(the run under {prefix})"
+        )
     differ = sorted(p for p in {*outputs[0], *outputs[1]} if outputs[0].get(p) != outputs[1].get(p))
     assert not differ, f"the same inputs gave different outputs at {differ}"
 
@@ -218,6 +237,30 @@ def _output_bytes(run: Run) -> dict[str, Any]:
         else:
             found[relative] = entry.get("cid")
     return found
+
+
+def _earliest_run_of_the_same_inputs(run: Run, exclude: set[str]) -> tuple[str, float] | None:
+    """The prefix of the earliest other mock run of ``run``'s inputs by the same image in the
+    world, and how long ago it was written: found by the receipts SPEC §3 defines (their
+    ``processor_ref``, ``image_digest``, ``inputs_hash`` and ``mode``)."""
+    fields = ("processor_ref", "image_digest", "inputs_hash", "mode")
+    try:
+        wanted = tuple(run.receipt.get(name) for name in fields)
+    except (LookupError, OSError, ValueError, AttributeError):
+        return None  # no world, or no readable receipt: the receipts rule judges that
+    if wanted[2:] != (inputs_hash(run.payload["inputs"]), "mock"):
+        return None
+    found = []
+    for path in run.host_path("/artifacts").rglob("receipt.json"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            receipt = json.loads(path.read_bytes())
+            prefix = "/" + str(path.parent.relative_to(run.host_path("/"))) + "/"
+            if tuple(receipt.get(name) for name in fields) == wanted and prefix not in exclude:
+                found.append((path.stat().st_mtime, prefix))
+    if not found:
+        return None
+    written, prefix = min(found)
+    return prefix, time.time() - written
 
 
 def _world_state(driver: Driver) -> dict[str, tuple[int, int, int]]:
@@ -254,13 +297,28 @@ def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
 
 
 @rule("confinement")
-def test_a_refused_run_writes_nothing(theory_driver: Driver) -> None:
-    """Bad input gets a canonical error and loses nothing: nothing is written."""
+def test_a_refused_run_writes_nothing(theory_driver: Driver, theory_spec: ProcessorSpec) -> None:
+    """§3 A failed run leaves no half-written file: runs refused with ERR_MODE, ERR_WRITE_PREFIX
+    and ERR_INPUTS (the last step before a run starts) write nothing."""
     needs_world(theory_driver)
     before = _world_state(theory_driver)
-    theory_driver.run(theory_driver.payload(mode="smoke"))
-    theory_driver.run(theory_driver.payload(write_prefix="/artifacts/no-placeholder/"))
+    refusals = [
+        (theory_driver.run(theory_driver.payload(mode="smoke")), "ERR_MODE"),
+        (
+            theory_driver.run(theory_driver.payload(write_prefix="/artifacts/no-placeholder/")),
+            "ERR_WRITE_PREFIX",
+        ),
+    ]
+    refused_inputs = _refusable_inputs(theory_spec)
+    if refused_inputs is not None:
+        refusals.append(
+            (theory_driver.run(theory_driver.payload(inputs=refused_inputs)), "ERR_INPUTS")
+        )
     after = _world_state(theory_driver)
+    for run, code in refusals:  # else there is no refused run to judge: the errors rule's breach
+        received = (run.envelope.get("error") or {}) if isinstance(run.envelope, dict) else {}
+        if (run.status, received.get("code")) != (status_for(code), code):
+            not_run(f"a run was not refused with {code} (HTTP {run.status}); errors judges it")
     changed = sorted(p for p in {*before, *after} if before.get(p) != after.get(p))
     assert changed == [], f"refused runs changed {changed}"
 
@@ -301,9 +359,8 @@ def test_err_payload_413_over_the_body_limit(theory_driver: Driver) -> None:
     )
 
 
-def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
-    from pytest_theory.contracts.schemas import inputs_validator
-
+def _refusable_inputs(spec: ProcessorSpec) -> dict[str, Any] | None:
+    """Inputs the registry schema refuses, if any of a few candidates is."""
     validator = inputs_validator(spec.inputs_schema)
     for candidate in (
         {},
@@ -313,7 +370,14 @@ def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
     ):
         if not validator.is_valid(candidate):
             return candidate
-    not_run("the registry inputs schema accepts every object")
+    return None
+
+
+def _refused_inputs(spec: ProcessorSpec) -> dict[str, Any]:
+    refused = _refusable_inputs(spec)
+    if refused is None:
+        not_run("the registry inputs schema accepts every object")
+    return refused
 
 
 @rule("errors")
@@ -384,6 +448,34 @@ def test_error_envelopes_are_canonical_and_carry_meta(theory_driver: Driver) -> 
         theory_driver.run(theory_driver.payload(write_prefix="/artifacts/x/")),
     ):
         assert_canonical_error(run, image_digest=digest)
+
+
+@rule("errors")
+def test_error_messages_hold_no_payload_body(
+    theory_driver: Driver, theory_spec: ProcessorSpec
+) -> None:
+    """§4 Messages never contain secret values, tracebacks or payload bodies: refused bodies
+    carrying a marker value (not JSON, fields missing, inputs the schema refuses) get error
+    messages without it."""
+    marker = f"theory-body-{uuid.uuid4().hex[:12]}"
+    json_body = {"content-type": "application/json"}
+    runs = [
+        theory_driver.run(content=f'{{"note": "{marker}", '.encode(), headers=json_body),
+        theory_driver.run(content=json.dumps({"note": marker}).encode(), headers=json_body),
+    ]
+    refused = _refusable_inputs(theory_spec)
+    if refused is not None and not inputs_validator(theory_spec.inputs_schema).is_valid(
+        {**refused, "theory_note": marker}
+    ):
+        runs.append(
+            theory_driver.run(theory_driver.payload(inputs={**refused, "theory_note": marker}))
+        )
+    for run in runs:
+        error = run.envelope.get("error") if isinstance(run.envelope, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        assert not (isinstance(message, str) and marker in message), (
+            f"an error message holds the payload body: {message!r}"
+        )
 
 
 @rule("errors")
@@ -659,8 +751,10 @@ def test_concurrent_runs_with_separate_prefixes_all_succeed(theory_driver: Drive
 def test_generated_inputs_get_envelopes_never_5xx(
     theory_driver: Driver, theory_spec: ProcessorSpec, theory_session: TheorySession
 ) -> None:
-    """Inputs generated from the registry's inputs schema: an envelope every time, never a 5xx
-    (hypothesis-jsonschema, derandomized, within a time budget per schema)."""
+    """§2 `inputs` is validated against the processor's registry `inputs` schema: inputs
+    generated from it get an envelope every time, never a 5xx, and never ERR_INPUTS (§4: that
+    is for inputs that fail the schema) unless they name a world path, whose file may not be
+    there (hypothesis-jsonschema, derandomized, within a time budget per schema)."""
     schema = theory_spec.inputs_schema
     examples = theory_session.options.property_examples
     cases = cached_cases(
@@ -670,7 +764,7 @@ def test_generated_inputs_get_envelopes_never_5xx(
         lambda: _draw_within(schema, examples, PROPERTY_BUDGET_S),
     )
     deadline = time.monotonic() + PROPERTY_BUDGET_S
-    sent = 0
+    sent, validator = 0, inputs_validator(schema)
     for inputs in cases:
         if time.monotonic() > deadline:
             break
@@ -686,8 +780,28 @@ def test_generated_inputs_get_envelopes_never_5xx(
         assert status == expected, (
             f"HTTP {result.status}: expected a {expected} envelope, received {result.text[:300]}"
         )
+        # §4 ERR_INPUTS is for inputs that fail the registry schema; these pass it (judged here
+        # by the contract's own validator, not only by how they were drawn).
+        code = (result.envelope.get("error") or {}).get("code") if status == "error" else None
+        judged = validator.is_valid(inputs) and not _names_a_world_path(inputs)
+        assert code != "ERR_INPUTS" or not judged, (
+            f"ERR_INPUTS for inputs the registry schema accepts: {inputs!r}: {result.text[:300]}"
+        )
     if not sent:
         not_run(f"no inputs could be generated within {PROPERTY_BUDGET_S:g}s")
+
+
+def _names_a_world_path(value: Any) -> bool:
+    """Whether ``value`` holds a string that starts with a facet root (SPEC §1): such inputs
+    depend on the world as well as on the schema (a file named may not be there), so their
+    refusal is not judged by the schema alone."""
+    if isinstance(value, str):
+        return value.lower().startswith(FACETS)
+    if isinstance(value, dict):
+        return any(_names_a_world_path(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_a_world_path(v) for v in value)
+    return False
 
 
 class _Enough(Exception):

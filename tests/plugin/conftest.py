@@ -7,22 +7,40 @@ from typing import Any
 
 import pytest
 
+from pytest_theory.rules import RULES
 from tests.conftest import FIXTURES
 
 BROKEN = FIXTURES / "broken"
-#: Each broken processor and the one rule it breaks.
+#: Each broken processor, the one rule it breaks and the checks of that rule that fail.
 BREAKS = {
-    "stdout_logs": "logs",
-    "unsorted_index": "index",
-    "outside_write": "confinement",
-    "missing_receipt": "receipts",
-    "nondeterministic_mock": "determinism",
-    "bare_422": "errors",
-    "stream_without_done": "stream",
-    "leaked_secret": "secrets",
-    "no_digest_on_errors": "errors",
-    "django_in_image": "image",
-    "no_settle_log": "logs",
+    "stdout_logs": ("logs", "test_stdout_stays_empty"),
+    "unsorted_index": ("index", "test_index_is_sorted_canonical_json_of_the_outputs"),
+    "outside_write": ("confinement", "test_a_run_writes_only_under_its_prefix"),
+    "missing_receipt": ("receipts", "test_both_receipts_are_written_and_not_listed"),
+    "nondeterministic_mock": ("determinism", "test_mock_outputs_do_not_depend_on_the_execution"),
+    "bare_422": (
+        "errors",
+        "test_err_payload_413_over_the_body_limit test_err_payload_415_for_a_wrong_content_type "
+        "test_err_payload_for_bodies_that_are_not_payloads "
+        "test_error_envelopes_are_canonical_and_carry_meta "
+        "test_fuzzed_run_payloads_get_envelopes_never_5xx",
+    ),
+    "stream_without_done": (
+        "stream",
+        "test_fuzzed_stream_payloads_end_in_done test_stream_ends_in_one_done_equal_to_run "
+        "test_stream_errors_end_in_done_too",
+    ),
+    "leaked_secret": ("secrets", "test_secret_values_appear_nowhere"),
+    "no_digest_on_errors": (
+        "errors",
+        "test_error_envelopes_are_canonical_and_carry_meta "
+        "test_fuzzed_run_payloads_get_envelopes_never_5xx",
+    ),
+    "django_in_image": (
+        "image",
+        "test_django_cannot_be_imported_in_the_image test_processor_code_imports_no_django",
+    ),
+    "no_settle_log": ("logs", "test_runs_log_start_settle_and_refusals"),
 }
 #: One-line edits of the template's Dockerfile, each breaking one check of the `image` rule.
 DOCKERFILE_BREAKS = {
@@ -34,8 +52,9 @@ DOCKERFILE_BREAKS = {
     "test_image_runs_uvicorn": ('CMD ["uvicorn",', 'CMD ["python", "-m", "uvicorn",'),
 }
 SUMMARY = re.compile(
-    r"^(?P<target>\S+): (?P<passed>\d+)/(?P<ran>\d+) rules passed \((?P<checks>\d+) checks\)"
+    r"^(?P<target>\S+): (?P<passed>\d+)/(?P<rules>\d+) rules passed \((?P<checks>\d+) checks\)"
     r"(?:, (?P<not_run>\d+) checks not run: (?P<reasons>.*?))?"
+    r"(?:; rules not run: (?P<rules_not_run>[^;\n]*))?"
     r"(?:; failed: (?P<failed>.*?))?(?:; boot failed: (?P<boot>.*))?$",
     re.M,
 )
@@ -64,25 +83,77 @@ def make_broken(root: Path, name: str) -> str:
 
 
 def summaries(output: str) -> dict[str, dict[str, Any]]:
-    """The plugin's summary lines, by target: counts, failed rules (and their failing checks),
-    checks not run by reason, and the boot failure."""
+    """The plugin's summary lines, by target: counts, failed rules (their failing checks, and
+    the checks of theirs not run), rules none of whose checks ran, checks not run by reason,
+    and the boot failure."""
     found = {}
     for m in SUMMARY.finditer(output):
-        failed = {
-            rule: set(checks.split())
-            for rule, checks in re.findall(r"(\S+) \(([^)]*)\)", m["failed"] or "")
-        }
+        failed_checks, failed_not_run = {}, {}
+        for rule, text in re.findall(r"(\S+) \(([^)]*)\)", m["failed"] or ""):
+            failing, _, siblings = text.partition(" | not run: ")
+            failed_checks[rule] = set(failing.split())
+            failed_not_run[rule] = set(siblings.split())
         reasons = re.findall(r"(.+?) \((\d+)\)(?:, |$)", m["reasons"] or "")
         found[m["target"]] = {
             "passed": int(m["passed"]),
-            "ran": int(m["ran"]),
+            "rules": int(m["rules"]),
             "checks": int(m["checks"]),
-            "failed": set(failed),
-            "failed_checks": failed,
+            "failed": set(failed_checks),
+            "failed_checks": failed_checks,
+            "failed_not_run": failed_not_run,
+            "rules_not_run": set((m["rules_not_run"] or "").split()),
             "not_run": {reason: int(count) for reason, count in reasons},
             "boot": m["boot"],
         }
     return found
+
+
+#: Every rule of SPEC.md the suite checks: a processor's summary counts them all.
+RULE_COUNT = len(RULES)
+#: The split-secret check needs a *_BASE_URL secret to aim the processor at a local provider.
+NO_PROVIDER = "no way to point the processor at a local provider (a *_BASE_URL secret)"
+#: The checks not run for a corpus processor (no SPEC §9 hook, no provider address) ...
+FAULTS_NOT_DECLARED = {"fault-injection not declared": 3, NO_PROVIDER: 1}
+#: ... by rule: a failed rule names them beside its failing checks.
+NOT_RUN_BY_RULE = {
+    "errors": {"test_err_for_provider_timeout_and_internal_failures"},
+    "secrets": {"test_a_secret_split_across_streamed_tokens_is_redacted"},
+}
+
+
+def verdict(summary: dict[str, Any]) -> tuple[Any, ...]:
+    """A processor's whole summary: rules passed and counted, failing checks and the not-run
+    siblings of each failed rule, rules none of whose checks ran, checks not run, boot failure."""
+    keys = (
+        "passed",
+        "rules",
+        "failed_checks",
+        "failed_not_run",
+        "rules_not_run",
+        "not_run",
+        "boot",
+    )
+    return tuple(summary[key] for key in keys)
+
+
+def fails_exactly(
+    rule: str | None,
+    checks: str = "",
+    not_run: dict[str, int] | None = None,
+    siblings: set[str] | None = None,
+    rules_not_run: set[str] | None = None,
+) -> tuple[Any, ...]:
+    """The verdict of a processor that breaks one sentence of ``rule``: in ``rule`` exactly
+    ``checks`` (space-separated) fail, beside its ``siblings`` not run; every other rule
+    passes but ``rules_not_run``, and none is absent. ``rule=None``: nothing fails."""
+    not_run = FAULTS_NOT_DECLARED if not_run is None else not_run
+    rules_not_run = rules_not_run or set()
+    passed = RULE_COUNT - len(rules_not_run) - (rule is not None)
+    if rule is None:
+        return (passed, RULE_COUNT, {}, {}, rules_not_run, not_run, None)
+    siblings = NOT_RUN_BY_RULE.get(rule, set()) if siblings is None else siblings
+    failed = {rule: set(checks.split())}
+    return (passed, RULE_COUNT, failed, {rule: siblings}, rules_not_run, not_run, None)
 
 
 @pytest.fixture
@@ -96,7 +167,8 @@ FOREIGN = FIXTURES / "foreign"
 #: Foreign processors (plain FastAPI apps written from SPEC.md, tests/fixtures/foreign): each
 #: is the template with one edit, ``(file, old, new)``, breaking one sentence of SPEC.md; and
 #: the rule and the check(s) of that sentence (space-separated).
-FOREIGN_BREAKS: dict[str, tuple[tuple[str, str, str], str, str]] = {
+Edit = tuple[str, str, str]
+FOREIGN_BREAKS: dict[str, tuple[Edit | list[Edit], str, str]] = {
     # §5 every run logs http.run.start and http.run.settle (with status and elapsed_ms)
     "settle_without_elapsed_ms": (
         (
@@ -235,6 +307,80 @@ FOREIGN_BREAKS: dict[str, tuple[tuple[str, str, str], str, str]] = {
         "image",
         "test_docker_reports_the_container_healthy",
     ),
+    # §2 GET /healthz answers 200 {"ok": true} (here {"ok": 1}: the adapters' wait and
+    # Docker's HEALTHCHECK let it through, the healthz check does not)
+    "healthz_ok_is_a_number": (
+        ("app/http.py", '    return {"ok": True}\n', '    return {"ok": 1}\n'),
+        "healthz",
+        "test_healthz_answers_ok",
+    ),
+    # §2 `inputs` is validated against the processor's registry `inputs` schema (§4: ERR_INPUTS
+    # when it fails it): blank text, which the schema accepts, is refused
+    "blank_text_refused": (
+        (
+            "app/http.py",
+            '        raise Refused("ERR_INPUTS", f"inputs fail the registry schema at {where}")\n',
+            '        raise Refused("ERR_INPUTS", f"inputs fail the registry schema at {where}")\n'
+            '    if not payload["inputs"]["params"]["text"].strip():\n'
+            '        raise Refused("ERR_INPUTS", "text must not be blank")\n',
+        ),
+        "properties",
+        "test_generated_inputs_get_envelopes_never_5xx",
+    ),
+    # Concurrent runs with separate prefixes all succeed: this one refuses a run while another
+    # is in progress (its runs take 0.2 s, so the check's ten concurrent runs meet)
+    "one_run_at_a_time": (
+        [
+            (
+                "app/http.py",
+                "EXECUTION_ID = re.compile(",
+                "RUNNING: set[str] = set()\nEXECUTION_ID = re.compile(",
+            ),
+            (
+                "app/http.py",
+                '    fault = payload["meta"].get("fault")\n',
+                '    fault = payload["meta"].get("fault")\n'
+                "    if RUNNING:\n"
+                '        raise Refused("ERR_INTERNAL", "another run is in progress")\n'
+                "    RUNNING.add(execution_id)\n"
+                "    await asyncio.sleep(0.2)  # fault: a run takes a moment\n"
+                "    RUNNING.discard(execution_id)\n",
+            ),
+        ],
+        "concurrency",
+        "test_concurrent_runs_with_separate_prefixes_all_succeed",
+    ),
+    # §4 Messages never contain secret values, tracebacks or payload bodies
+    "message_quotes_the_body": (
+        (
+            "app/http.py",
+            'raise Refused("ERR_PAYLOAD", "the body is not JSON") from None',
+            'raise Refused("ERR_PAYLOAD", f"not JSON: {body[:200].decode(errors=\'replace\')}") from None',
+        ),
+        "errors",
+        "test_error_messages_hold_no_payload_body",
+    ),
+    # §3 A failed run leaves no half-written file: the request is kept under P while a run is
+    # checked and removed when it succeeds, but left behind when its inputs are refused (the
+    # last check before a run starts; mode and prefix refusals come before the write)
+    "request_left_when_inputs_refused": (
+        [
+            (
+                "app/http.py",
+                '    prefix = expand_prefix(payload["write_prefix"], payload["execution_id"])\n',
+                '    prefix = expand_prefix(payload["write_prefix"], payload["execution_id"])\n'
+                '    write_atomic(host(prefix + "request.json"), canonical(payload))\n',
+            ),
+            (
+                "app/http.py",
+                '    write_atomic(host(prefix + "receipt.json"), canonical(receipt))\n',
+                '    write_atomic(host(prefix + "receipt.json"), canonical(receipt))\n'
+                '    host(prefix + "request.json").unlink()\n',
+            ),
+        ],
+        "confinement",
+        "test_a_refused_run_writes_nothing",
+    ),
 }
 #: Copies that keep every rule: the edits that make them (none for the conforming one).
 FOREIGN_GOOD: dict[str, list[tuple[str, str, str]]] = {
@@ -253,12 +399,41 @@ FOREIGN_GOOD: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-def make_foreign(root: Path, name: str) -> str:
-    """``foreign/<name>@1`` under ``root``: the template, its shared lock, and its edits."""
+#: Breaks judged before any check runs, each ``(edit, rule, what the verdict says)``: the
+#: registry file is validated when the session starts (a usage error naming the file), and
+#: the adapters wait for ``200 {"ok": true}`` from /healthz before a processor counts as booted
+#: (one error with the boot log; every check that needs the processor is not run).
+FOREIGN_EARLY_BREAKS: dict[str, tuple[Edit, str, str]] = {
+    # §7 The registry file itself validates against a JSON Schema in contracts/ (an output
+    # entry needs its mime)
+    "output_without_mime": (
+        (
+            "registry.yaml",
+            "{path: text/echo.txt, mime: text/plain, description",
+            "{path: text/echo.txt, description",
+        ),
+        "registry",
+        "outputs[0]: 'mime' is a required property",
+    ),
+    # §2 GET /healthz answers 200 {"ok": true}
+    "healthz_not_ok": (
+        ("app/http.py", '    return {"ok": True}\n', '    return {"ok": "yes"}\n'),
+        "healthz",
+        "not healthy within",
+    ),
+}
+
+
+def make_foreign(root: Path, name: str, edits: list[Edit] | None = None) -> str:
+    """``foreign/<name>@1`` under ``root``: the template, its shared lock, and its edits
+    (``edits``, else those the corpus names ``name`` by)."""
     folder = root / f"foreign_{name}"
     shutil.copytree(FOREIGN / "template", folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(FOREIGN / "requirements.lock", folder / "requirements.lock")
-    edits = FOREIGN_GOOD[name] if name in FOREIGN_GOOD else [FOREIGN_BREAKS[name][0]]
+    if edits is None:
+        breaks = {**FOREIGN_BREAKS, **FOREIGN_EARLY_BREAKS}
+        found = FOREIGN_GOOD[name] if name in FOREIGN_GOOD else breaks[name][0]
+        edits = found if isinstance(found, list) else [found]
     for file, old, new in [("registry.yaml", "NAME", name), *edits]:
         path = folder / file
         assert path.read_text().count(old) == 1, f"{name}: {old!r} is not once in {file}"

@@ -29,6 +29,31 @@ def test_the_summary_counts_checks_not_run_and_names_failing_checks() -> None:
     assert parsed["not_run"] == {"fault-injection not declared": 3}
 
 
+def test_no_rule_is_absent_and_a_failed_rule_names_its_checks_not_run() -> None:
+    """A rule none of whose checks ran still counts, named as not run; a failing check does
+    not hide the siblings of its rule that did not run (SPEC §9's hooks, say)."""
+    fault = "test_err_for_provider_timeout_and_internal_failures"
+    results = {
+        "x/y@1-local": {
+            "errors": [("failed", "test_err_mode"), ("passed", "test_c")]
+            + [("not run", fault)] * 3,
+            "image": [("passed", "test_d"), ("not run", "test_health")],
+            "digest-drift": [("not run", "test_drift")],
+        }
+    }
+    not_run = {"x/y@1-local": ["fault-injection not declared"] * 3 + ["unknown digest", "h"]}
+    (line,) = summarize(results, not_run)
+    assert line == (
+        "x/y@1-local: 1/3 rules passed (3 checks), 5 checks not run: fault-injection not "
+        "declared (3), h (1), unknown digest (1); rules not run: digest-drift; "
+        f"failed: errors (test_err_mode | not run: {fault})"
+    )
+    parsed = summaries(line)["x/y@1-local"]
+    assert (parsed["passed"], parsed["rules"], parsed["rules_not_run"]) == (1, 3, {"digest-drift"})
+    assert parsed["failed_checks"] == {"errors": {"test_err_mode"}}
+    assert parsed["failed_not_run"] == {"errors": {fault}}
+
+
 def test_a_boot_failure_is_named_once() -> None:
     (line,) = summarize(
         {"x/y@1-local": {"registry": [("passed", "test_r")]}},
@@ -36,6 +61,7 @@ def test_a_boot_failure_is_named_once() -> None:
         {"x/y@1-local": "x/y@1-local (default) did not boot: ERR_HEALTH: exited"},
     )
     parsed = summaries(line)["x/y@1-local"]
+    assert (parsed["passed"], parsed["rules"]) == (1, 1)
     assert parsed["not_run"] == {"x/y@1-local did not boot (ERR_HEALTH)": 40}
     assert parsed["boot"] == "x/y@1-local (default) did not boot: ERR_HEALTH: exited"
 
