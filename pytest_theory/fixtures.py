@@ -28,7 +28,7 @@ import pytest
 from pytest_theory.adapters.base import Adapter, ProcessorHandle
 from pytest_theory.driver import DRIVERS, Driver, Run
 from pytest_theory.registry import ProcessorSpec, Registry
-from pytest_theory.session import Target, TheorySession
+from pytest_theory.session import VARIANT_FIXTURES, Target, TheorySession
 
 
 @pytest.fixture(scope="session")
@@ -116,11 +116,6 @@ def theory_driver(
 ) -> Driver:
     """The ``Driver`` on the booted processor: payloads, raw bodies, runs, world snapshots."""
     return _driver(request, theory_session, theory_target, theory_processor)
-
-
-#: The variant fixtures and the session variant each boots. The plugin reads a check's
-#: fixture names to boot the variants it needs in the background, beside the default.
-VARIANT_FIXTURES = {"theory_canary": "canary", "theory_bare": "bare", "theory_fault": "fault"}
 
 
 def _variant(request: pytest.FixtureRequest, session: TheorySession, target: Target) -> Driver:

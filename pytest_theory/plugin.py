@@ -24,11 +24,17 @@ from pytest_theory import ids
 from pytest_theory.adapters import ADAPTERS
 from pytest_theory.contracts.modes import is_ci
 from pytest_theory.driver import DRIVERS, Driver
-from pytest_theory.fixtures import VARIANT_FIXTURES
 from pytest_theory.options import TheoryOptions, add_options
 from pytest_theory.replay import lines_of, reproduction
 from pytest_theory.rules import rule_of, rule_text
-from pytest_theory.session import NOT_RUN, SESSION, BootFailed, Target, TheorySession
+from pytest_theory.session import (
+    NOT_RUN,
+    SESSION,
+    VARIANT_FIXTURES,
+    BootFailed,
+    Target,
+    TheorySession,
+)
 
 pytest_plugins = ["pytest_theory.fixtures", "pytest_theory.report.plugin"]
 

@@ -38,6 +38,11 @@ CANARY = "theory-canary-5e3b9d0c7a"
 #: Where the session lives on ``config.stash``.
 SESSION = pytest.StashKey["TheorySession"]()
 VARIANTS = ("default", "canary", "bare", "fault")
+#: The variant fixtures (pytest_theory.fixtures) and the variant each boots. The plugin reads
+#: a check's fixture names to boot the variants it needs in the background, beside the
+#: default. Here, not in fixtures.py: the plugin must not import that module before pytest
+#: registers it (its asserts would go unrewritten).
+VARIANT_FIXTURES = {"theory_canary": "canary", "theory_bare": "bare", "theory_fault": "fault"}
 FAULT_TIMEOUT_S = "0.5"
 FAULT_INJECTION = "fault-injection"
 #: How a check that cannot run says why (a skip; the summary counts it as not run).
