@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform as _platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,12 +125,14 @@ class ProcessorSpec:
             "ref": str(self.ref),
             "registry_path": str(self.path),
             "registry_cid": cid_of_bytes(self.path.read_bytes()),
-            "spec": self.data,
+            # A copy: a record of what was, which its holder may change freely.
+            "spec": copy.deepcopy(self.data),
         }
 
     @classmethod
     def from_snapshot(cls, snapshot: dict[str, Any]) -> ProcessorSpec:
-        return cls(parse_ref(snapshot["ref"]), Path(snapshot["registry_path"]), snapshot["spec"])
+        data = copy.deepcopy(snapshot["spec"])
+        return cls(parse_ref(snapshot["ref"]), Path(snapshot["registry_path"]), data)
 
 
 def validate_registry_data(data: Any, *, where: str, directory: Path | None = None) -> Ref:

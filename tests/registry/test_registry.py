@@ -172,3 +172,16 @@ def test_snapshot_round_trips(tmp_path: Path) -> None:
     snapshot = spec.snapshot()
     assert snapshot["registry_cid"].startswith("b3:")
     assert ProcessorSpec.from_snapshot(snapshot) == spec
+
+
+def test_a_snapshot_is_a_record_not_a_handle_on_the_spec(tmp_path: Path) -> None:
+    """A snapshot is what an execution records; changing it (a test's shortened timeout, a
+    driver's own copy) never changes the loaded spec other callers share."""
+    spec = load_spec(write_processor(tmp_path, GOOD))
+    timeout = spec.timeout_s
+    snapshot = spec.snapshot()
+    snapshot["spec"]["runtime"]["timeout_s"] = 0.5
+    ProcessorSpec.from_snapshot(snapshot).data["runtime"]["timeout_s"] = 0.25
+    assert spec.timeout_s == timeout != 0.5
+    assert spec.snapshot()["spec"]["runtime"]["timeout_s"] == timeout
+    assert snapshot["spec"]["runtime"]["timeout_s"] == 0.5
