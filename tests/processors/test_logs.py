@@ -145,17 +145,25 @@ def taken_over(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     monkeypatch.setattr(sys, "stderr", sys.stderr)
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     names = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate) for n in names}
-    root_level = logging.getLogger().level
+    saved = {n: _logger_state(logging.getLogger(n)) for n in names}
+    # Start as a fresh process does: an earlier test's uvicorn.Config(log_level=...) leaves
+    # its levels on these loggers, which would drop the access lines before the bridge.
+    for name in names[1:]:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger(name).disabled = False
     logging.getLogger().setLevel(logging.WARNING)
     try:
         yield stream
     finally:
         logging.captureWarnings(False)
-        for name, (handlers, propagate) in saved.items():
-            logging.getLogger(name).handlers = handlers
-            logging.getLogger(name).propagate = propagate
-        logging.getLogger().setLevel(root_level)
+        for name, (handlers, propagate, level, disabled) in saved.items():
+            named = logging.getLogger(name)
+            named.handlers, named.propagate, named.disabled = handlers, propagate, disabled
+            named.setLevel(level)
+
+
+def _logger_state(logger: logging.Logger) -> tuple[list[logging.Handler], bool, int, bool]:
+    return logger.handlers[:], logger.propagate, logger.level, logger.disabled
 
 
 def take_over(stream: io.StringIO) -> None:
