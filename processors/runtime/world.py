@@ -111,29 +111,22 @@ class World:
         """A descriptor of the folder ``segments`` below the root, made when ``create``.
 
         A link or non-folder on the way raises ``ContractError(code)``; folders this
-        call made are appended (as relative paths) to ``created``.
+        call made are appended (as relative paths) to ``created``. Only the opening is
+        judged: an error of the caller's own work inside the ``with`` passes unchanged.
         """
         fds = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         try:
-            for depth, name in enumerate(segments):
-                try:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=fds[-1])
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    try:
-                        os.mkdir(name, dir_fd=fds[-1])
-                        if created is not None:
-                            created.append("/".join(segments[: depth + 1]))
-                    except FileExistsError:
-                        pass  # made meanwhile by a concurrent run, or a (dangling) link
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=fds[-1])
-                fds.append(fd)
+            try:
+                for depth, name in enumerate(segments):
+                    fd, made = _open_child(fds[-1], name, create=create)
+                    fds.append(fd)
+                    if made and created is not None:
+                        created.append("/".join(segments[: depth + 1]))
+            except OSError as exc:
+                if exc.errno in _NOT_A_FOLDER or isinstance(exc, FileExistsError):
+                    raise _refused(code) from None
+                raise
             yield fds[-1]
-        except OSError as exc:
-            if exc.errno in _NOT_A_FOLDER or isinstance(exc, FileExistsError):
-                raise _refused(code) from None
-            raise
         finally:
             for fd in fds:
                 os.close(fd)
@@ -347,6 +340,22 @@ def _outermost(units: list[str]) -> list[str]:
         if not any(unit.startswith(k) for k in kept):
             kept.append(unit)
     return kept
+
+
+def _open_child(parent_fd: int, name: str, *, create: bool) -> tuple[int, bool]:
+    """A descriptor of the folder ``name`` in ``parent_fd`` (made when ``create``), and
+    whether this call made it. Never through a link: ``OSError`` ELOOP/ENOTDIR instead."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), False
+    except FileNotFoundError:
+        if not create:
+            raise
+    made = True
+    try:
+        os.mkdir(name, dir_fd=parent_fd)
+    except FileExistsError:
+        made = False  # made meanwhile by a concurrent run, or a (dangling) link
+    return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), made
 
 
 @contextmanager
