@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable, Mapping
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,35 @@ def make_app(tmp_path: Path) -> Callable[..., App]:
         return App(handler, world, env, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def taken_over(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """``take_over_process_output`` on a logger writing here; everything it changes restored.
+
+    Taken over when the test starts (pytest's capture sets ``sys.stdout`` again between a
+    fixture's setup and the test), so the test itself takes over (or makes an app that does)."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    names = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: _logger_state(logging.getLogger(n)) for n in names}
+    # Start as a fresh process does: an earlier test's uvicorn.Config(log_level=...) leaves
+    # its levels on these loggers, which would drop the access lines before the bridge.
+    for name in names[1:]:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger(name).disabled = False
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        yield stream
+    finally:
+        logging.captureWarnings(False)
+        for name, (handlers, propagate, level, disabled) in saved.items():
+            named = logging.getLogger(name)
+            named.handlers, named.propagate, named.disabled = handlers, propagate, disabled
+            named.setLevel(level)
+
+
+def _logger_state(logger: logging.Logger) -> tuple[list[logging.Handler], bool, int, bool]:
+    return logger.handlers[:], logger.propagate, logger.level, logger.disabled

@@ -13,7 +13,6 @@ import logging
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -132,38 +131,6 @@ def test_the_default_stream_is_the_process_stderr(monkeypatch: pytest.MonkeyPatc
 
 
 # -- a server process's own output ------------------------------------------------------
-
-
-@pytest.fixture
-def taken_over(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """``take_over_process_output`` on a logger writing here; everything it changes restored.
-
-    Taken over when the test starts (pytest's capture sets ``sys.stdout`` again between a
-    fixture's setup and the test), so the test calls it: ``take_over()``."""
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", sys.stdout)
-    monkeypatch.setattr(sys, "stderr", sys.stderr)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
-    names = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: _logger_state(logging.getLogger(n)) for n in names}
-    # Start as a fresh process does: an earlier test's uvicorn.Config(log_level=...) leaves
-    # its levels on these loggers, which would drop the access lines before the bridge.
-    for name in names[1:]:
-        logging.getLogger(name).setLevel(logging.NOTSET)
-        logging.getLogger(name).disabled = False
-    logging.getLogger().setLevel(logging.WARNING)
-    try:
-        yield stream
-    finally:
-        logging.captureWarnings(False)
-        for name, (handlers, propagate, level, disabled) in saved.items():
-            named = logging.getLogger(name)
-            named.handlers, named.propagate, named.disabled = handlers, propagate, disabled
-            named.setLevel(level)
-
-
-def _logger_state(logger: logging.Logger) -> tuple[list[logging.Handler], bool, int, bool]:
-    return logger.handlers[:], logger.propagate, logger.level, logger.disabled
 
 
 def take_over(stream: io.StringIO) -> None:

@@ -1078,3 +1078,82 @@ def test_a_body_of_exactly_the_limit_is_read(make_app: MakeApp) -> None:
         content=streamed(), headers={"content-type": "application/json"}
     )  # no Content-Length: counted while reading
     assert response.status_code == 200, response.text
+
+
+# -- what the app takes from its registry and its environment -----------------------------
+
+
+def test_an_attachment_over_the_registrys_artifact_limit_is_refused(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    """runtime.max_artifact_bytes in registry.yaml bounds every $artifact the app reads."""
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        LLM.path.read_text().replace("timeout_s: 600,", "timeout_s: 600, max_artifact_bytes: 8,")
+    )
+    app = make_app(registry_path=registry)
+    (app.world / "inputs").mkdir()
+    (app.world / "inputs" / "note.txt").write_bytes(b"nine byte")
+    part = {"$artifact": "/artifacts/inputs/note.txt", "mime": "text/plain"}
+    part["cid"] = cid_of_bytes(b"nine byte")
+    inputs = {
+        "schema": "v1",
+        "params": {"model": "m", "messages": [{"role": "user", "content": [part]}]},
+    }
+    refused = assert_error(app.run(payload(inputs=inputs)), "ERR_INPUTS", 400)
+    assert refused["error"]["message"] == "an $artifact exceeds 8 bytes"
+
+
+def test_as_many_handlers_as_the_runtime_promises_run_at_once(make_app: MakeApp) -> None:
+    """HANDLER_THREADS runs are inside their handlers together: none waits for a thread
+    (a timed-out handler keeps its thread until it notices, so the pool is not the CPUs)."""
+    import asyncio
+
+    import httpx
+
+    from pytest_theory.processors.llm_litellm.app.handler import handle
+    from pytest_theory.processors.runtime.app import HANDLER_THREADS
+
+    together = threading.Barrier(HANDLER_THREADS, timeout=30)
+
+    def meet_then_answer(ctx: RunContext) -> Result:
+        together.wait()
+        return handle(ctx)
+
+    app = make_app(meet_then_answer)
+
+    async def all_at_once() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+            runs = [
+                client.post("/run", json=payload(execution_id=f"r-{i}"), timeout=60)
+                for i in range(HANDLER_THREADS)
+            ]
+            return await asyncio.gather(*runs)
+
+    answers = asyncio.run(all_at_once())
+    assert [a.json()["status"] for a in answers] == ["success"] * HANDLER_THREADS
+
+
+def test_an_app_that_owns_the_process_output_turns_logging_into_its_ndjson(
+    taken_over: Any, tmp_path: Path
+) -> None:
+    """THEORY_LOG_STDIO=1 (the server process): stdlib logging lands in the app's log."""
+    import logging
+
+    from pytest_theory.processors.llm_litellm.app.handler import handle
+    from pytest_theory.processors.runtime import create_app
+
+    create_app(
+        handle,
+        registry_path=LLM.path,
+        environ={"IMAGE_DIGEST": DIGEST, "THEORY_LOG_STDIO": "1"},
+        artifacts_root=tmp_path,
+        log_stream=taken_over,
+    )
+    logging.getLogger("some.library").warning("from a library")
+    events = [json.loads(line) for line in taken_over.getvalue().splitlines()]
+    assert [(e["event"], e.get("message")) for e in events][-1] == (
+        "log.some.library",
+        "from a library",
+    )
