@@ -225,10 +225,8 @@ class TheorySession:
             self.adapter(target.adapter).digest_for(self.spec(target))
         except ContractError:
             return  # the default's boot reports it
-        if not self.spec(target).secrets_required:
-            variants = variants - {"bare"}  # it provokes ERR_MISSING_SECRET: nothing to provoke
-        if not self.spec(target).declares(FAULT_INJECTION):
-            variants = variants - {"fault"}  # SPEC §9: a hook the processor does not offer
+        # A variant the processor can't have (no hook, no secret) is decided by _boot, once:
+        # its future holds that "not run" for every check that asks.
         for variant in sorted(variants):
             future, mine = self._claim(target, variant)
             if mine:
