@@ -29,6 +29,13 @@ LINK_REFUSED = "the path crosses a symbolic link or a non-folder in the world"
 NOT_READABLE = "an $artifact is not a readable regular file under /artifacts"
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work from an empty folder of its own: a path wrongly taken relative to the working
+    directory then finds nothing, whatever an earlier test (or mutant) left there."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 def cid(data: bytes) -> str:
     return "b3:" + blake3(data).hexdigest()
 
@@ -157,6 +164,39 @@ def test_a_link_to_a_file_inside_the_world_is_not_followed(tmp_path: Path) -> No
     assert (refused.value.code, refused.value.message) == (ErrorCode.ERR_INPUTS, NOT_READABLE)
 
 
+def test_a_link_among_an_artifacts_folders_is_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.txt").write_bytes(b"inside")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    with pytest.raises(ContractError) as refused:
+        World(tmp_path).read("/artifacts/linked/a.txt")
+    assert (refused.value.code, refused.value.message) == (ErrorCode.ERR_INPUTS, NOT_READABLE)
+
+
+def test_an_artifact_that_grows_while_it_is_read_is_refused_at_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its size is judged before reading and again as it is read: a writer appending after
+    the first look does not get more than the limit into memory."""
+    artifact = tmp_path / "growing.bin"
+    artifact.write_bytes(b"x" * 10)
+    real_fstat = os.fstat
+
+    def fstat_then_append(fd: int) -> os.stat_result:
+        looked = real_fstat(fd)
+        with artifact.open("ab") as writer:
+            writer.write(b"y")
+        return looked
+
+    monkeypatch.setattr(os, "fstat", fstat_then_append)
+    with pytest.raises(ContractError) as refused:
+        World(tmp_path, max_artifact_bytes=10).read("/artifacts/growing.bin")
+    assert (refused.value.code, refused.value.message) == (
+        ErrorCode.ERR_INPUTS,
+        "an $artifact exceeds 10 bytes",
+    )
+
+
 def test_reading_a_missing_artifact_makes_no_folder(tmp_path: Path) -> None:
     with pytest.raises(ContractError) as refused:
         World(tmp_path).read("/artifacts/missing/folder/a.txt")
@@ -260,6 +300,19 @@ def test_a_failed_commit_removes_the_folders_it_made_even_with_spaces_in_their_n
     assert tree(tmp_path) == {"blocked": b"a file"}
 
 
+def test_a_failed_commit_keeps_the_empty_folders_that_were_there_before(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "blocked").write_bytes(b"a file")
+    with pytest.raises(ContractError):
+        commit(
+            World(tmp_path),
+            {"/artifacts/runs/p/x": b"x", "/artifacts/blocked/q/y": b"y"},
+            "/artifacts/runs/p/",
+            "/artifacts/blocked/q/",
+        )
+    assert tree(tmp_path) == {"blocked": b"a file", "runs": None}
+
+
 def test_a_failed_rerun_removes_the_folders_its_merge_made(tmp_path: Path) -> None:
     world = World(tmp_path)
     commit(world, {"/artifacts/p/a.txt": b"a"}, "/artifacts/p/")
@@ -281,7 +334,7 @@ def test_removing_made_folders_keeps_any_that_are_no_longer_ours_to_remove(
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
     (outside / "inner").mkdir(parents=True)
     (tmp_path / "linked").symlink_to(outside)
-    World(tmp_path)._remove_created(["filled", "gone", "gone/child", "empty", "linked/inner"])
+    World(tmp_path)._remove_created(["filled", "vanished/child", "empty", "linked/inner"])
     assert tree(tmp_path) == {
         "filled": None,
         "filled/theirs.txt": b"t",
