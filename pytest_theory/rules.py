@@ -37,8 +37,8 @@ RULES: dict[str, str] = {
     "receipts are never listed as outputs.",
     "determinism": "§3 In mock mode the same inputs give byte-identical outputs (same cids) whatever "
     "the execution id, time or machine.",
-    "confinement": "§3 A run writes under P (and its determinism receipt), nothing else anywhere, "
-    "and leaves no half-written file.",
+    "confinement": "§3 A run writes under P (and its determinism receipt), nothing else anywhere; "
+    "under P only outputs/**, outputs.json and receipt.json; it leaves no half-written file.",
     "errors": "§4 Every failure is a canonical error envelope with SPEC's code and HTTP status, "
     "carrying meta.image_digest and meta.env_fingerprint; never a framework page; fuzzed payloads "
     "never get a 5xx.",

@@ -297,6 +297,27 @@ def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
 
 
 @rule("confinement")
+def test_under_its_prefix_a_run_writes_its_outputs_index_and_receipt_only(
+    theory_driver: Driver,
+) -> None:
+    """§3 What a run writes (all under P): P/outputs/**, P/outputs.json and P/receipt.json;
+    "P/outputs/** — the artifacts, and nothing else anywhere". (Files outside P are the
+    check above's.)"""
+    needs_world(theory_driver)
+    before = _world_state(theory_driver)
+    run = succeeded(theory_driver.run())
+    prefix = run.prefix
+    added = {p for p, state in _world_state(theory_driver).items() if before.get(p) != state}
+    listed = {prefix + "outputs.json", prefix + "receipt.json"}
+    unlisted = sorted(
+        p
+        for p in added
+        if is_under(p, prefix) and p not in listed and not is_under(p, prefix + "outputs/")
+    )
+    assert unlisted == [], f"written under {prefix} besides outputs/, outputs.json, receipt.json"
+
+
+@rule("confinement")
 def test_a_refused_run_writes_nothing(theory_driver: Driver, theory_spec: ProcessorSpec) -> None:
     """§3 A failed run leaves no half-written file: runs refused with ERR_MODE, ERR_WRITE_PREFIX
     and ERR_INPUTS (the last step before a run starts) write nothing."""

@@ -242,6 +242,17 @@ FOREIGN_BREAKS: dict[str, tuple[Edit | list[Edit], str, str]] = {
         "confinement",
         "test_a_run_writes_only_under_its_prefix",
     ),
+    # §3 under P a run writes P/outputs/**, P/outputs.json and P/receipt.json only
+    "scratch_file_beside_the_outputs": (
+        (
+            "app/http.py",
+            '    write_atomic(host(prefix + "receipt.json"), canonical(receipt))\n',
+            '    write_atomic(host(prefix + "receipt.json"), canonical(receipt))\n'
+            '    write_atomic(host(prefix + "scratch.txt"), b"working notes")\n',
+        ),
+        "confinement",
+        "test_under_its_prefix_a_run_writes_its_outputs_index_and_receipt_only",
+    ),
     # §4 ERR_INPUTS is HTTP 400
     "inputs_refused_with_422": (
         ("app/http.py", '"ERR_INPUTS": 400,', '"ERR_INPUTS": 422,'),
