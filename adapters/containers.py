@@ -42,6 +42,8 @@ LABEL_MANAGED = "org.pytest-theory.managed"
 LABEL_OWNER = "org.pytest-theory.owner"
 LABEL_REF = "org.pytest-theory.ref"
 LABEL_SESSION = "org.pytest-theory.session"
+#: The adapter that started the container: what its close() sweeps for leftovers.
+LABEL_ADAPTER = "org.pytest-theory.adapter"
 CONTAINER_PORT = 8000
 SESSION = uuid.uuid4().hex[:8]
 #: One test run's containers, across the processes it starts (inherited through the
@@ -123,7 +125,9 @@ class ProcessorContainer(DockerContainer):
         c.client.get("/healthz")
     """
 
-    def __init__(self, docker_client: docker.DockerClient, image: str, *, ref: str = ""):
+    def __init__(
+        self, docker_client: docker.DockerClient, image: str, *, ref: str = "", owner: str = ""
+    ):
         slug = ref.replace("/", "-").replace("@", "-v").replace("_", "-") or "proc"
         #: Known before the container exists, so an interrupt mid-create can still remove it.
         self.name = f"theory-{slug}-{SESSION}-{next(_names)}"
@@ -141,6 +145,7 @@ class ProcessorContainer(DockerContainer):
             LABEL_SESSION: SESSION,
             LABEL_RUN: RUN_ID,
             LABEL_REF: ref,
+            **({LABEL_ADAPTER: owner} if owner else {}),
         }
         # Published on 127.0.0.1 only (testcontainers' with_bind_ports binds every interface).
         # ``network=None``: the engine's default bridge, never the network testcontainers

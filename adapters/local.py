@@ -22,10 +22,11 @@ import atexit
 import os
 import tempfile
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from pytest_theory.adapters.base import (
     Launch,
     ProcessorHandle,
 )
-from pytest_theory.adapters.containers import ProcessorContainer, reap_orphans
+from pytest_theory.adapters.containers import LABEL_ADAPTER, ProcessorContainer, reap_orphans
 from pytest_theory.contracts.errors import ErrorCode
 from pytest_theory.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
 from pytest_theory.registry import ProcessorSpec
@@ -123,6 +124,8 @@ class LocalAdapter(Adapter):
         self._lock = threading.Lock()
         self._reaped = False
         self._images: dict[tuple[str, str], ResolvedImage] = {}
+        #: Labels every container this adapter starts, so close() can find what it missed.
+        self.id = uuid.uuid4().hex[:12]
         _live.add(self)
 
     # -- docker and images ----------------------------------------------------------
@@ -225,7 +228,7 @@ class LocalAdapter(Adapter):
         timeout: float,
     ) -> LocalHandle:
         container = (
-            ProcessorContainer(self.docker(), image.reference, ref=str(spec.ref))
+            ProcessorContainer(self.docker(), image.reference, ref=str(spec.ref), owner=self.id)
             .with_envs(**env)
             .with_world(root / "artifacts")
             .with_resources(cpu=spec.runtime["cpu"], memory_gb=spec.runtime["memory_gb"])
@@ -273,7 +276,24 @@ class LocalAdapter(Adapter):
         with self._lock:
             containers, self._started, self._pool = list(self._started), set(), {}
         if not keep:
-            _stop_all(containers)
+            try:
+                _stop_all(containers)
+            finally:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove any container of this adapter still there: one whose create was in flight
+        when an interrupt removed it by name, or whose removal the engine refused mid-start.
+        Best effort (the next session's reaper removes what is left); bounded per call."""
+        if self._docker is None:
+            return  # never reached Docker: it started nothing
+        with suppress(DockerException):
+            left = self._docker.containers.list(
+                all=True, filters={"label": f"{LABEL_ADAPTER}={self.id}"}
+            )
+            for container in left:
+                with suppress(DockerException):
+                    container.remove(force=True, v=True)
 
 
 def _stop_all(containers: list[ProcessorContainer]) -> None:

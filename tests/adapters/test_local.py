@@ -85,6 +85,34 @@ def test_a_container_is_reused_until_closed(
 
 
 @pytest.mark.fault
+def test_close_sweeps_a_container_whose_removal_was_missed_and_only_its_own(
+    docker_client: Any, call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal the engine refused mid-start, or a create still in flight when an interrupt
+    removed the container by name: close() finds it by the adapter's own label. Another
+    adapter's container stays up."""
+    mine, other = (
+        LocalAdapter(docker_client=docker_client),
+        LocalAdapter(docker_client=docker_client),
+    )
+    try:
+        before = our_containers(docker_client)
+        call(mine, execution_id="s-1")
+        call(other, execution_id="s-2")
+        started = our_containers(docker_client) - before
+        assert len(started) == 2
+        with monkeypatch.context() as patched:
+            patched.setattr(ProcessorContainer, "stop", lambda self, **_: None)  # fault: missed
+            mine.close()
+        left = our_containers(docker_client) - before
+        (theirs,) = other._pool.values()
+        assert left == {theirs.container.name}
+    finally:
+        mine.close()
+        other.close()
+
+
+@pytest.mark.fault
 @pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
 def test_a_pooled_container_that_died_is_replaced(
     local: LocalAdapter, call: Any, tmp_path: Path, stream: bool
