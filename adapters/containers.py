@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,25 +87,32 @@ def owner_alive(label: str) -> bool:
     return not started or _start_time(pid) == started
 
 
-def managed_containers(client: docker.DockerClient) -> list[Container]:
+def managed_containers(client: docker.DockerClient, *labels: str) -> list[Container]:
+    """Our containers, narrowed by the engine to those carrying every ``labels`` (``k=v``)."""
     # ignore_removed: a container removed between the listing and its inspection is gone, not an error.
     containers: list[Container] = client.containers.list(
-        all=True, filters={"label": f"{LABEL_MANAGED}=1"}, ignore_removed=True
+        all=True, filters={"label": [f"{LABEL_MANAGED}=1", *labels]}, ignore_removed=True
     )
     return containers
 
 
+def remove_containers(containers: Iterable[Container]) -> list[str]:
+    """Force-remove each container (and its anonymous volumes); returns the names removed."""
+    removed = []
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+        except (NotFound, APIError):
+            continue
+    return removed
+
+
 def reap_orphans(client: docker.DockerClient) -> list[str]:
     """Remove our containers whose owning process is gone; returns their names."""
-    reaped = []
-    for container in managed_containers(client):
-        if not owner_alive(container.labels.get(LABEL_OWNER, "")):
-            try:
-                container.remove(force=True, v=True)
-                reaped.append(container.name)
-            except (NotFound, APIError):
-                continue
-    return reaped
+    return remove_containers(
+        c for c in managed_containers(client) if not owner_alive(c.labels.get(LABEL_OWNER, ""))
+    )
 
 
 class HealthzReady(WaitStrategy):

@@ -42,7 +42,13 @@ from pytest_theory.adapters.base import (
     Launch,
     ProcessorHandle,
 )
-from pytest_theory.adapters.containers import LABEL_ADAPTER, ProcessorContainer, reap_orphans
+from pytest_theory.adapters.containers import (
+    LABEL_ADAPTER,
+    ProcessorContainer,
+    managed_containers,
+    reap_orphans,
+    remove_containers,
+)
 from pytest_theory.contracts.errors import ErrorCode
 from pytest_theory.images import ImageBuildError, ImageUnavailable, ResolvedImage, resolve_image
 from pytest_theory.registry import ProcessorSpec
@@ -288,12 +294,7 @@ class LocalAdapter(Adapter):
         if self._docker is None:
             return  # never reached Docker: it started nothing
         with suppress(DockerException):
-            left = self._docker.containers.list(
-                all=True, filters={"label": f"{LABEL_ADAPTER}={self.id}"}
-            )
-            for container in left:
-                with suppress(DockerException):
-                    container.remove(force=True, v=True)
+            remove_containers(managed_containers(self._docker, f"{LABEL_ADAPTER}={self.id}"))
 
 
 def _stop_all(containers: list[ProcessorContainer]) -> None:
