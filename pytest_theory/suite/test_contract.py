@@ -280,13 +280,19 @@ def _world_state(driver: Driver) -> dict[str, tuple[int, int, int]]:
     return state
 
 
+def _written_by_a_run(driver: Driver) -> tuple[Run, set[str]]:
+    """A successful run with the example inputs, and every file of the world it added or
+    changed (``not_run`` without a visible world or a success)."""
+    needs_world(driver)
+    before = _world_state(driver)
+    run = succeeded(driver.run())
+    return run, {p for p, state in _world_state(driver).items() if before.get(p) != state}
+
+
 @rule("confinement")
 def test_a_run_writes_only_under_its_prefix(theory_driver: Driver) -> None:
     """P/outputs/** ... and nothing else anywhere (besides the determinism receipt)."""
-    needs_world(theory_driver)
-    before = _world_state(theory_driver)
-    run = succeeded(theory_driver.run())
-    added = {p for p, state in _world_state(theory_driver).items() if before.get(p) != state}
+    run, added = _written_by_a_run(theory_driver)
     allowed = {
         p
         for p in added
@@ -303,11 +309,8 @@ def test_under_its_prefix_a_run_writes_its_outputs_index_and_receipt_only(
     """§3 What a run writes (all under P): P/outputs/**, P/outputs.json and P/receipt.json;
     "P/outputs/** — the artifacts, and nothing else anywhere". (Files outside P are the
     check above's.)"""
-    needs_world(theory_driver)
-    before = _world_state(theory_driver)
-    run = succeeded(theory_driver.run())
+    run, added = _written_by_a_run(theory_driver)
     prefix = run.prefix
-    added = {p for p, state in _world_state(theory_driver).items() if before.get(p) != state}
     listed = {prefix + "outputs.json", prefix + "receipt.json"}
     unlisted = sorted(
         p
