@@ -364,9 +364,7 @@ def _folder_at(base_fd: int, segments: list[str]) -> Iterator[int]:
     fds = [os.dup(base_fd)]
     try:
         for name in segments:
-            with suppress(FileExistsError):
-                os.mkdir(name, dir_fd=fds[-1])
-            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            fds.append(_open_child(fds[-1], name, create=True)[0])
         yield fds[-1]
     finally:
         for fd in fds:
